@@ -1,0 +1,31 @@
+# Quick start: `make serve` runs the forum on the embedded default; `make test` passes the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/listserv init
+	$(BIN)/listserv serve
+
+# Every storage test runs on SQLite and on the PostgreSQL server at 127.0.0.1:5432 (a throwaway database
+# per run); LISTSERV_TEST_PG=0 runs SQLite only on a machine without one.
+test: $(STAMP)
+	$(BIN)/ruff check listserv digests tests bench
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

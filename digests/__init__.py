@@ -1,0 +1,1 @@
+"""Building and sending digests (select → build → enqueue); arrives with the digests issue."""

@@ -1,0 +1,1 @@
+"""listserv: a moderated, multilingual discussion forum over email."""

@@ -1,0 +1,5 @@
+import sys
+
+from listserv.cli import main
+
+sys.exit(main())

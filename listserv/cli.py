@@ -1,0 +1,190 @@
+"""Command line: ``listserv [--config PATH] COMMAND``. Operator messages are plain English on stderr;
+exit 2 means the configuration or the command line is wrong, 1 that the command could not be done."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from listserv import members, schema
+from listserv.config import ConfigError, Settings, config_path, load_settings
+from listserv.db import make_engine
+from listserv.provision import initialise
+from listserv.server import Forum
+
+
+class CommandError(Exception):
+    """Something the operator can fix; printed without a traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "mail.log"):  # mail.log: aiosmtpd logs every SMTP command at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    path = config_path(args.config)
+    try:
+        settings = load_settings(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        print(f"(in {path}; fix these and start again)", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database.url)
+    try:
+        return args.run(args, settings, engine) or 0
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OperationalError as error:
+        print(
+            f"error: the database at {engine.url.render_as_string(hide_password=True)} cannot be used: "
+            f"{error.orig}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listserv", description="A moderated, multilingual forum over email."
+    )
+    parser.add_argument(
+        "--config", help="path of config.yaml (default: $LISTSERV_CONFIG, else ./config.yaml)"
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(commands, "init", "create or upgrade the database; sync lists and moderators", cmd_init)
+    _command(commands, "serve", "run the SMTP ingress and the worker until SIGTERM", cmd_serve)
+    member_parser = commands.add_parser("members", help="manage members")
+    member_commands = member_parser.add_subparsers(dest="members_command", required=True, metavar="ACTION")
+    imp = _command(member_commands, "import", "import or update members from a CSV file", cmd_import)
+    imp.add_argument("file", type=Path)
+    add = _command(member_commands, "add", "add or update one member", cmd_add)
+    add.add_argument("email")
+    add.add_argument("--lists", required=True, help="list names separated by ';', e.g. 'ta-en;ta-fr'")
+    add.add_argument("--name", default="")
+    add.add_argument("--country", default="")
+    add.add_argument("--role", default="delegate", choices=members.ROLES)
+    add.add_argument("--delivery", default="each", choices=members.DELIVERIES)
+    add.add_argument("--language", default="")
+    remove = _command(member_commands, "remove", "remove a member (or only from one list)", cmd_remove)
+    remove.add_argument("email")
+    remove.add_argument("--list", dest="list_name")
+    listing = _command(member_commands, "list", "list members", cmd_list)
+    listing.add_argument("--list", dest="list_name")
+    password = _command(member_commands, "set-password", "set a password, read from stdin", cmd_password)
+    password.add_argument("email")
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, text: str, run: Callable[..., int | None]
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=text, description=text)
+    command.set_defaults(run=run)
+    return command
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    changes = initialise(engine, settings)
+    for line in changes.lines:
+        print(line)
+    print(
+        f"database ready: {len(settings.lists)} lists ({', '.join(settings.lists)}); "
+        f"{len(changes.lines)} change(s)"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    if not schema.is_current(engine):
+        raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
+    asyncio.run(Forum(settings, engine).serve_until_signalled())
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"cannot read {args.file}: {error}") from None
+    try:
+        rows = members.read_roster(text, settings)
+    except members.RosterError as error:
+        for problem in error.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        print(
+            f"nothing imported: fix the {len(error.problems)} problem(s) above and import again",
+            file=sys.stderr,
+        )
+        return 1
+    with Session(engine) as session, session.begin():
+        report = members.apply_rows(session, rows)
+    print(
+        f"imported {len(rows)} member(s): {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged"
+    )
+    return 0
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    fields = {
+        "email": args.email,
+        "name": args.name,
+        "country": args.country,
+        "lists": args.lists,
+        "role": args.role,
+        "delivery": args.delivery,
+        "language": args.language,
+    }
+    try:
+        row = members.check_row(fields, settings)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    with Session(engine) as session, session.begin():
+        report = members.apply_rows(session, [row], exact_lists=False)
+    print(f"{row.email}: {'added' if report.added else 'updated'}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    with Session(engine) as session, session.begin():
+        if not members.remove_member(session, args.email, args.list_name):
+            where = f" from {args.list_name}" if args.list_name else ""
+            raise CommandError(f"{args.email} is not a member{where}; nothing removed")
+    print(f"{args.email}: removed" + (f" from {args.list_name}" if args.list_name else ""))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    if args.list_name and args.list_name not in settings.lists:
+        raise CommandError(f"unknown list {args.list_name!r} (known: {', '.join(settings.lists)})")
+    with Session(engine) as session:
+        for member, subscriptions in members.list_members(session, args.list_name):
+            print(
+                "\t".join([member.email, member.name, member.country, member.role, " ".join(subscriptions)])
+            )
+    return 0
+
+
+def cmd_password(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        raise CommandError("the password must have at least 10 characters; nothing changed")
+    with Session(engine) as session, session.begin():
+        if not members.set_password(session, args.email, password):
+            raise CommandError(f"{args.email} is not a member; add them first")
+    print(f"{args.email}: password set")
+    return 0

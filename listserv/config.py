@@ -1,0 +1,259 @@
+"""config.yaml → validated, frozen Settings.
+
+Every problem is reported as one line naming its key path (``rooms[0].moderators.fr: 'bob' is not an
+email address``) so an operator can fix the file without reading a traceback.
+
+Blocks listed in ``OVERRIDABLE`` are site-wide defaults that a room may override key by key under the
+same name (``rooms[].delivery.relay``); the loader merges them, so code reads ``room.delivery`` and
+never has to know where a value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from listserv.addresses import normalise_address
+
+OVERRIDABLE = ("delivery",)
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+ROOM_NAME = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?$")
+DEFAULT_PATH = Path("config.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` holds one line per fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _email(value: str) -> str:
+    normalised = normalise_address(value)
+    if normalised is None:
+        raise ValueError(f"{value!r} is not an email address")
+    return normalised
+
+
+def _language(value: str) -> str:
+    if not LANGUAGE_CODE.match(value):
+        raise ValueError(f"{value!r} is not a language code like 'en' or 'fr'")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone name like 'Europe/Zurich'") from None
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+Language = Annotated[str, AfterValidator(_language)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Site(Strict):
+    name: str = "listserv"
+    domain: str = Field(pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    base_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    data_dir: Path = Path("var")
+
+
+class Database(Strict):
+    url: str = "sqlite:///var/listserv.db"
+
+
+class Smtp(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=0, le=65535)
+    max_message_bytes: int = Field(default=26_214_400, gt=0)
+    hostname: str | None = None  # name in the greeting; defaults to site.domain
+
+
+class Web(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Relay(Strict):
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+
+
+class Delivery(Strict):
+    relay: Relay | None = None  # None: write outgoing mail to data_dir/outbox (a Maildir)
+
+
+class Room(Strict):
+    name: str = Field(pattern=ROOM_NAME.pattern)
+    title: dict[Language, str] = {}
+    languages: list[Language] | None = None
+    moderators: dict[Language, list[Email]] = {}
+    delivery: Delivery = Delivery()
+
+
+@dataclass(frozen=True)
+class MailingList:
+    """One list: a room in one language, e.g. ``ta-en``."""
+
+    name: str
+    room: str
+    language: str
+    title: str
+    moderators: tuple[str, ...]
+
+
+class Settings(Strict):
+    site: Site
+    database: Database = Database()
+    smtp: Smtp = Smtp()
+    web: Web = Web()
+    delivery: Delivery = Delivery()
+    languages: list[Language] = Field(default=["en"], min_length=1)
+    rooms: list[Room] = Field(min_length=1)
+    chief_moderators: list[Email] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_room_overrides(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("rooms"), list):
+            return data
+        rooms = []
+        for room in data["rooms"]:
+            if isinstance(room, dict):
+                room = dict(room)
+                for key in OVERRIDABLE:
+                    room[key] = _deep_merge(data.get(key) or {}, room.get(key) or {})
+            rooms.append(room)
+        return {**data, "rooms": rooms}
+
+    @model_validator(mode="after")
+    def _check_rooms(self) -> Settings:
+        problems = []
+        names = [room.name for room in self.rooms]
+        for index, room in enumerate(self.rooms):
+            if names.count(room.name) > 1:
+                problems.append(f"rooms[{index}].name: {room.name!r} is used by more than one room")
+            for language in room.languages or []:
+                if language not in self.languages:
+                    problems.append(f"rooms[{index}].languages: {language!r} is not in the site's languages")
+            for language in room.moderators:
+                if language not in self.room_languages(room):
+                    problems.append(
+                        f"rooms[{index}].moderators.{language}: the room has no {language!r} list"
+                    )
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def room_languages(self, room: Room) -> list[str]:
+        return room.languages or self.languages
+
+    @property
+    def lists(self) -> dict[str, MailingList]:
+        """Every list, keyed by name: rooms × their languages."""
+        found = {}
+        for room in self.rooms:
+            for language in self.room_languages(room):
+                name = f"{room.name}-{language}"
+                title = room.title.get(language) or room.title.get("en") or name
+                moderators = tuple(room.moderators.get(language, ()))
+                found[name] = MailingList(name, room.name, language, title, moderators)
+        return found
+
+    def room(self, name: str) -> Room:
+        return next(room for room in self.rooms if room.name == name)
+
+
+def _deep_merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _deep_merge(base.get(key), value)
+        return merged
+    return override if override is not None else base
+
+
+def config_path(cli_path: str | None) -> Path:
+    """--config PATH, else $LISTSERV_CONFIG, else ./config.yaml."""
+    return Path(cli_path or os.environ.get("LISTSERV_CONFIG") or DEFAULT_PATH)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate ``path``; raise ConfigError with one line per problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read the configuration file ({error.strerror})"]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{path}: not valid YAML: {_first_line(error)}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping of settings at the top level"])
+    return parse_settings(raw, base_dir=path.parent)
+
+
+def parse_settings(raw: dict[str, Any], base_dir: Path = Path(".")) -> Settings:
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([_describe(problem) for problem in error.errors()]) from None
+    return _anchor_paths(settings, base_dir)
+
+
+def _anchor_paths(settings: Settings, base_dir: Path) -> Settings:
+    """Relative data_dir and sqlite paths are relative to the config file, not the working directory."""
+    data_dir = settings.site.data_dir
+    if not data_dir.is_absolute():
+        data_dir = (base_dir / data_dir).resolve()
+    url = settings.database.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        url = prefix + str((base_dir / url[len(prefix) :]).resolve())
+    return settings.model_copy(
+        update={
+            "site": settings.site.model_copy(update={"data_dir": data_dir}),
+            "database": settings.database.model_copy(update={"url": url}),
+        }
+    )
+
+
+def _describe(problem: Any) -> str:
+    path = _key_path(problem["loc"])
+    if problem["type"] == "extra_forbidden":
+        return f"{path}: unknown key (check its spelling)"
+    if problem["type"] == "missing":
+        return f"{path}: required key is missing"
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "string_pattern_mismatch":
+        message = f"{problem['input']!r} does not have the expected form"
+    return f"{path}: {message}" if path else message
+
+
+def _key_path(location: tuple[Any, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union")):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split())

@@ -1,0 +1,108 @@
+"""Tables (SQLAlchemy 2 typed ORM). Schema changes go through Alembic migrations in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from listserv.db import UTCDateTime, utc_now
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {datetime: UTCDateTime}
+
+
+class MailingList(Base):
+    __tablename__ = "mailing_list"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    room: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Member(Base):
+    __tablename__ = "member"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The address as written, with its domain lowercased; ``email_key`` is the case-blind identity.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    country: Mapped[str] = mapped_column(String(100), default="")
+    language: Mapped[str | None] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16), default="delegate")  # delegate | staff | guest
+    is_chief: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    protocol_accepted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="member", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscription"
+    __table_args__ = (UniqueConstraint("member_id", "list_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"), index=True)
+    delivery: Mapped[str] = mapped_column(String(8), default="each")  # each | digest | none
+    digest_period: Mapped[str] = mapped_column(String(8), default="daily")  # daily | weekly
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    member: Mapped[Member] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Moderator(Base):
+    """A member who moderates one list; synced from config.yaml by ``listserv init``."""
+
+    __tablename__ = "moderator"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Received(Base):
+    """A message exactly as acknowledged: committed before the SMTP 250, processed after."""
+
+    __tablename__ = "received"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    peer: Mapped[str] = mapped_column(String(100), default="")
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON)
+    message_id: Mapped[str] = mapped_column(String(998), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16), default="new", index=True)  # new | processed | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Route(Base):
+    """Where one received message goes for one recipient; unique per list, kind and Message-ID so that a
+    message sent twice is acknowledged twice but handled once."""
+
+    __tablename__ = "route"
+    __table_args__ = (UniqueConstraint("list_name", "kind", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_id: Mapped[int] = mapped_column(ForeignKey("received.id", ondelete="CASCADE"), index=True)
+    list_name: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(998))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
