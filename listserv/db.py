@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -50,9 +50,17 @@ def make_engine(url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         # pysqlite's own transaction handling is broken (it skips BEGIN before some statements);
         # the documented fix is to switch it off and emit BEGIN ourselves.
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _begin_sqlite)
         return engine
     return create_engine(url, pool_pre_ping=True, **options)
+
+
+def _begin_sqlite(connection: Connection) -> None:
+    """IMMEDIATE by default: a WAL transaction that reads and then writes fails at once (no busy wait)
+    if another writer committed in between; taking the write lock first makes it wait its turn
+    instead. Read-only work (the web archive) passes ``execution_options(sqlite_deferred=True)``."""
+    deferred = connection.get_execution_options().get("sqlite_deferred", False)
+    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

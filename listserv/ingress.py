@@ -97,6 +97,10 @@ class IngressServer:
 
 
 class _TrackedSMTP(SMTP):
+    # RFC 5321 caps lines at 1,000 octets, but real clients exceed it and Postfix accepts (and splits)
+    # such lines; refusing a delegate's mail for it would be needless friction. Commands keep their
+    # own 512-octet limit (command_size_limit); longer lines still get a clear 500.
+    line_length_limit = 2 * 1024 * 1024 + 2
     sessions: set[SMTP]
 
     @property

@@ -76,6 +76,7 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker")
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -87,27 +88,35 @@ class Worker:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def stop(self) -> None:
+        """Finish the message in hand (its transaction commits), then end. A flag, not cancel():
+        in Python 3.11 a cancel that races a wakeup can be swallowed by wait_for."""
+        self._stopping = True
+        self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._executor.shutdown(wait=True)  # the message in hand finishes its transaction
+            await self._task
+        self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             handled = await loop.run_in_executor(self._executor, self.process_pending)
-            if handled < BATCH:
+            if handled < BATCH and not self._stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), IDLE_SWEEP_SECONDS)
+                    async with asyncio.timeout(IDLE_SWEEP_SECONDS):
+                        await self._wakeup.wait()
 
     def process_pending(self) -> int:
         """Handle up to BATCH stored messages in arrival order; return how many were tried."""
+        if self._stopping:
+            return 0
         with Session(self._engine) as session:
             ids = session.scalars(
                 select(Received.id).where(Received.state == "new").order_by(Received.id).limit(BATCH)
             ).all()
         for received_id in ids:
+            if self._stopping:
+                break
             self._process_one(received_id)
         return len(ids)
 

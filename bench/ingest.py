@@ -1,0 +1,673 @@
+"""Ingest benchmark: how fast ``listserv serve`` acknowledges mail, next to a no-op SMTP ceiling.
+
+Three phases in one run, all on loopback, each with the same client load:
+
+  (a) a no-op aiosmtpd server in its own process (same SMTP options as listserv's ingress; ``handle_DATA``
+      answers 250 at once): the ceiling of aiosmtpd plus this client load on this machine;
+  (b) ``listserv serve`` storing on SQLite in a temp dir (the shipped WAL + synchronous=FULL);
+  (c) the same on a throwaway PostgreSQL database on 127.0.0.1:5432 (user postgres, trust auth), dropped
+      at the end; skipped with ``--skip-pg`` or, with the reason printed, when the server is unreachable.
+
+The load: ``--clients`` smtplib connections (persistent: one EHLO, then MAIL/RCPT/DATA per message) posting
+~5 KB messages from a member to ta-en@forum.example.org, spread over ``--client-procs`` processes so that
+the load generator is not the bottleneck. Each connection sends a short warm-up, waits at a barrier, then
+its share of ``--messages``. Latency is one ``sendmail`` call (MAIL to the 250 after DATA).
+
+Printed per phase: messages/s, p50/p99 acknowledgement latency; for listserv the rows in ``received``
+next to the acknowledged count (and acknowledged Message-IDs missing from the table), the time from
+spawning ``serve`` to its 220 banner, and its RSS after the worker has drained the backlog and ~2 s of
+idleness. It prints figures and the targets; it asserts nothing.
+
+Run:   .venv/bin/python bench/ingest.py [--clients 8] [--messages 4000] [--client-procs 8] [--skip-pg]
+(or ``make bench``). Internal: ``--serve-noop PORT`` runs the phase (a) server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import random
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+if TYPE_CHECKING:
+    import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+DOMAIN = "forum.example.org"
+LIST_ADDRESS = f"ta-en@{DOMAIN}"
+MEMBER = "delegate@example.org"
+WARMUP_PER_CLIENT = 25
+IDLE_SECONDS = 2.0
+STALL_SECONDS = 5.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+TARGET_RATIO, TARGET_START, TARGET_RSS_MB = 85.0, 1.0, 80.0
+PROSE = (
+    "the delegation supports proposal technical assistance programme budget review regional office "
+    "capacity training workshop report annex paragraph draft amendment secretariat member states "
+    "implementation timeline funding evaluation partners coordination café Zürich São Paulo résumé"
+)
+
+
+def make_body(size: int = 4600, seed: int = 7) -> str:
+    """Deterministic prose of about ``size`` bytes, in lines of at most 72 characters."""
+    rng, words = random.Random(seed), PROSE.split()
+    lines, line, total = ["Dear colleagues,", ""], "", 0
+    while total < size:
+        word = rng.choice(words)
+        if len(line) + len(word) >= 72:
+            lines.append(line)
+            total += len(line.encode()) + 2
+            line = ""
+        line = f"{line} {word}" if line else word.capitalize()
+    return "\r\n".join([*lines, line + ".", "", "Best regards,", "Ana", ""])
+
+
+BODY = make_body()
+
+
+def build_message(client: int, seq: int) -> tuple[str, bytes]:
+    """(Message-ID, raw bytes) of one ~5 KB post with the headers a real mail client sends."""
+    message_id = f"<{uuid.uuid4().hex}.{client}.{seq}@example.org>"
+    headers = (
+        f"From: Ana Delegate <{MEMBER}>\r\nTo: {LIST_ADDRESS}\r\n"
+        f"Subject: Budget review, follow-up {seq} from client {client}\r\n"
+        f"Date: {formatdate(localtime=True)}\r\nMessage-ID: {message_id}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: text/plain; charset="utf-8"; format=flowed\r\n'
+        "Content-Transfer-Encoding: 8bit\r\nContent-Language: en-GB\r\n"
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.6.0\r\n\r\n"
+    )
+    return message_id, (headers + BODY).encode()
+
+
+# --- client side -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """What some connections sent: acknowledged Message-IDs, their (start, end) times, failures."""
+
+    ids: list[str] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def extend(self, other: Sent) -> None:
+        self.ids += other.ids
+        self.spans += other.spans
+        self.failures += other.failures
+
+
+def send_all(smtp: smtplib.SMTP, messages: list[tuple[str, bytes]]) -> Sent:
+    sent = Sent()
+    for message_id, raw in messages:
+        start = time.perf_counter()
+        try:
+            smtp.sendmail(MEMBER, [LIST_ADDRESS], raw)
+        except smtplib.SMTPException as error:
+            sent.failures.append(f"{type(error).__name__}: {error}")
+            continue
+        sent.spans.append((start, time.perf_counter()))
+        sent.ids.append(message_id)
+    return sent
+
+
+def run_connection(
+    port: int, client: int, count: int, barrier: Barrier, out: list[tuple[Sent, Sent]]
+) -> None:
+    """One persistent connection: warm-up, wait for every other connection, then ``count`` messages."""
+    messages = [build_message(client, seq) for seq in range(WARMUP_PER_CLIENT + count)]
+    try:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.org", timeout=120) as smtp:
+            warmup = send_all(smtp, messages[:WARMUP_PER_CLIENT])
+            barrier.wait(timeout=120)
+            out.append((warmup, send_all(smtp, messages[WARMUP_PER_CLIENT:])))
+    except (OSError, threading.BrokenBarrierError) as error:
+        barrier.abort()  # nobody waits forever for a connection that failed
+        out.append((Sent(), Sent(failures=[f"connection {client}: {type(error).__name__}: {error}"])))
+
+
+def client_process(
+    port: int, shares: list[tuple[int, int]], barrier: Barrier, results: multiprocessing.SimpleQueue
+) -> None:
+    """One client process: a thread per (client number, message count) in ``shares``."""
+    out: list[tuple[Sent, Sent]] = []
+    threads = [
+        threading.Thread(target=run_connection, args=(port, client, count, barrier, out))
+        for client, count in shares
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(out)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every CPU spent not idle (user, nice, system, irq, softirq, steal) since boot."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = Path("/proc/stat").read_text().split()[1:9]
+    return sum(int(value) for value in (user, nice, system, irq, softirq, steal)) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU-seconds used by the server, by the client processes and by the whole machine; wall seconds."""
+
+    server: float = 0.0
+    clients: float = 0.0
+    machine: float = 0.0
+    wall: float = 0.0
+
+    @classmethod
+    def now(cls, server_pid: int, client_pids: list[int]) -> Cpu:
+        clients = sum(cpu_seconds(pid) for pid in client_pids)
+        return cls(cpu_seconds(server_pid), clients, machine_busy_seconds(), time.perf_counter())
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(
+            self.server - other.server,
+            self.clients - other.clients,
+            self.machine - other.machine,
+            self.wall - other.wall,
+        )
+
+
+@dataclass
+class Load:
+    warmup: Sent
+    measured: Sent
+    cpu: Cpu = Cpu()
+
+    @property
+    def seconds(self) -> float:
+        spans = self.measured.spans
+        return max(end for _, end in spans) - min(start for start, _ in spans) if spans else math.nan
+
+    @property
+    def rate(self) -> float:
+        return len(self.measured.spans) / self.seconds if self.measured.spans else 0.0
+
+    def latency_ms(self, percent: float) -> float:
+        latencies = sorted(end - start for start, end in self.measured.spans)
+        if not latencies:
+            return math.nan
+        return 1000 * latencies[min(len(latencies) - 1, math.ceil(percent / 100 * len(latencies)) - 1)]
+
+
+def split_load(clients: int, procs: int, messages: int) -> list[list[tuple[int, int]]]:
+    """Client numbers and message counts, dealt round-robin over ``procs`` processes."""
+    shares: list[list[tuple[int, int]]] = [[] for _ in range(min(procs, clients))]
+    for client in range(clients):
+        count = messages // clients + (1 if client < messages % clients else 0)
+        shares[client % len(shares)].append((client, count))
+    return shares
+
+
+def run_load(port: int, server_pid: int, args: argparse.Namespace) -> Load:
+    """Warm-up, then the measured messages from every client at once; CPU used during the latter."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(args.clients + 1)  # + this process, which starts the CPU clocks
+    results = context.SimpleQueue()
+    processes = [
+        context.Process(target=client_process, args=(port, share, barrier, results), daemon=True)
+        for share in split_load(args.clients, args.client_procs, args.messages)
+    ]
+    for process in processes:
+        process.start()
+    pids = [process.pid for process in processes if process.pid is not None]
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=300)
+    before, load = Cpu.now(server_pid, pids), Load(Sent(), Sent())
+    for _ in processes:
+        for warmup, measured in results.get():
+            load.warmup.extend(warmup)
+            load.measured.extend(measured)
+    load.cpu = Cpu.now(server_pid, pids) - before  # the clients have exited but are not reaped yet
+    for process in processes:
+        process.join()
+    return load
+
+
+# --- server processes --------------------------------------------------------------------------------
+
+
+class NoopHandler:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return "250 OK"
+
+
+async def serve_noop(port: int) -> None:
+    """Phase (a): aiosmtpd with listserv's SMTP options and a handler that does nothing, until SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    server = await loop.create_server(
+        lambda: SMTP(NoopHandler(), hostname=DOMAIN, enable_SMTPUTF8=True, decode_data=False, ident="noop"),
+        host="127.0.0.1",
+        port=port,
+    )
+    await stopping.wait()
+    server.close()
+    await server.wait_closed()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_banner(port: int) -> bool:
+    """True when something on ``port`` greets with 220 (then we say QUIT)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            greeting = sock.makefile("rb").readline()
+            sock.sendall(b"QUIT\r\n")
+            return greeting.startswith(b"220")
+    except OSError:
+        return False
+
+
+def start_server(command: list[str], port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], float]:
+    """Spawn ``command``; return it and the seconds from spawn to its first 220 banner."""
+    with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would stall the server
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    while not read_banner(port):
+        if process.poll() is not None or time.perf_counter() - started > 60:
+            stop_server(process)
+            raise RuntimeError(f"{command[-1]} did not start; its output:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.005)
+    return process, time.perf_counter() - started
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then wait (SIGKILL only if it is still there after a minute); the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+@dataclass
+class ServerRun:
+    """One server process: spawn-to-banner time, RSS, exit status and the errors it logged."""
+
+    process: subprocess.Popen[bytes]
+    start_seconds: float
+    start_rss_mb: float
+    idle_rss_mb: float = math.nan
+    exit_code: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def measure_idle_rss(self) -> None:
+        time.sleep(IDLE_SECONDS)
+        self.idle_rss_mb = rss_mb(self.process.pid)
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, log_path: Path) -> Iterator[ServerRun]:
+    process, start_seconds = start_server(command, port, log_path)
+    server = ServerRun(process, start_seconds, rss_mb(process.pid))
+    try:
+        yield server
+    finally:
+        server.exit_code = stop_server(process)
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        server.errors = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
+
+
+# --- storage -----------------------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    url: str
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]: ...
+
+
+@dataclass
+class SqliteStore:
+    path: Path
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)) as db:
+            return db.execute(statement).fetchall()
+
+
+@dataclass
+class PostgresStore:
+    dbname: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.dbname}"
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        with pg_connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.dbname}") as db:
+            return db.execute(statement).fetchall()
+
+
+def pg_connect(conninfo: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """psycopg is imported here, not at the top: the phase (a) server runs this file, and libpq would
+    add ~10 MB to the RSS we print for it."""
+    import psycopg
+
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+def create_database() -> PostgresStore:
+    """A fresh database on 127.0.0.1:5432 (psycopg.OperationalError when the server is unreachable)."""
+    store = PostgresStore(f"listserv_bench_{os.getpid()}")
+    with pg_connect(PG_ADMIN) as admin:
+        admin.execute(f'CREATE DATABASE "{store.dbname}"')
+    return store
+
+
+def drop_database(store: PostgresStore) -> None:
+    with pg_connect(PG_ADMIN) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{store.dbname}" WITH (FORCE)')
+
+
+@dataclass
+class Drain:
+    seconds: float
+    left: int  # rows still 'new' when we stopped waiting
+
+
+def count_new(store: Store) -> int:
+    return store.query("SELECT count(*) FROM received WHERE state = 'new'")[0][0]
+
+
+def wait_until_processed(store: Store) -> Drain:
+    """Wait while the worker works through the backlog; give up after STALL_SECONDS without progress."""
+    started = progress_at = time.perf_counter()
+    left = count_new(store)
+    while left and time.perf_counter() - progress_at < STALL_SECONDS:
+        time.sleep(0.2)
+        now_left = count_new(store)
+        if now_left < left:
+            progress_at = time.perf_counter()
+        left = now_left
+    return Drain(time.perf_counter() - started, left)
+
+
+# --- phases ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    load: Load
+    server: ServerRun
+    stored: int | None = None  # rows in received
+    missing: int | None = None  # acknowledged Message-IDs not in received
+    drain: Drain | None = None
+
+
+def write_config(tmp: Path, database_url: str, port: int) -> Path:
+    """The shipped config.yaml with this run's database, data dir and ports."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    config["site"]["data_dir"] = str(tmp / "var")
+    config["database"]["url"] = database_url
+    config["smtp"]["port"] = port
+    config["web"]["port"] = free_port()
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def listserv_command(config: Path, *words: str) -> list[str]:
+    return [sys.executable, "-m", "listserv", "--config", str(config), *words]
+
+
+def prepare_listserv(config: Path) -> None:
+    for words in (("init",), ("members", "add", MEMBER, "--lists", "ta-en", "--name", "Ana Delegate")):
+        done = subprocess.run(listserv_command(config, *words), capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"listserv {' '.join(words)} failed:\n{done.stderr}")
+
+
+def run_noop_phase(args: argparse.Namespace, tmp: Path) -> Phase:
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-noop", str(port)]
+    with running(command, port, tmp / "noop.log") as server:
+        load = run_load(port, server.process.pid, args)
+        server.measure_idle_rss()
+    return Phase("(a) no-op aiosmtpd", load, server)
+
+
+def run_listserv_phase(
+    name: str, args: argparse.Namespace, tmp: Path, make_store: Callable[[Path], Store]
+) -> Phase:
+    store, port = make_store(tmp), free_port()
+    config = write_config(tmp, store.url, port)
+    prepare_listserv(config)
+    with running(listserv_command(config, "serve"), port, tmp / "serve.log") as server:
+        load = run_load(port, server.process.pid, args)
+        stored = {row[0] for row in store.query("SELECT message_id FROM received")}
+        drain = wait_until_processed(store)
+        server.measure_idle_rss()
+    acked = set(load.warmup.ids) | set(load.measured.ids)
+    return Phase(name, load, server, len(stored), len(acked - stored), drain)
+
+
+def run_postgres_phase(args: argparse.Namespace, tmp: Path) -> Phase | str:
+    """Phase (c) on a throwaway database, dropped even on error; or the reason it was skipped."""
+    import psycopg
+
+    try:
+        store = create_database()
+    except psycopg.OperationalError as error:
+        return f"PostgreSQL on 127.0.0.1:5432 unreachable ({' '.join(str(error).split())})"
+    try:
+        return run_listserv_phase("(c) listserv PostgreSQL", args, tmp, lambda _: store)
+    finally:
+        drop_database(store)
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+
+def print_header(args: argparse.Namespace) -> None:
+    procs = len(split_load(args.clients, args.client_procs, args.messages))
+    print(
+        f"listserv ingest benchmark: {args.clients} SMTP clients ({procs} process(es), "
+        f"{math.ceil(args.clients / procs)} connection(s) each), {args.messages} messages per phase after "
+        f"{args.clients * WARMUP_PER_CLIENT} warm-up, {len(build_message(0, 0)[1])} bytes each, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+
+
+def print_table(phases: list[Phase]) -> None:
+    ceiling = phases[0].load.rate
+    print(
+        f"\n{'phase':<26}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'acked':>8}{'in received':>13}"
+        f"{'missing':>9}{'failed':>8}{'vs (a)':>9}"
+    )
+    for phase in phases:
+        load = phase.load
+        acked = len(load.warmup.ids) + len(load.measured.ids)
+        failed = len(load.warmup.failures) + len(load.measured.failures)
+        stored = "-" if phase.stored is None else str(phase.stored)
+        missing = "-" if phase.missing is None else str(phase.missing)
+        print(
+            f"{phase.name:<26}{load.rate:>8.0f}{load.latency_ms(50):>9.2f}{load.latency_ms(99):>9.2f}"
+            f"{acked:>8}{stored:>13}{missing:>9}{failed:>8}{100 * load.rate / ceiling:>8.1f}%"
+        )
+    print("acked / in received include the warm-up; msg/s and latencies are the measured messages only;")
+    print("missing: acknowledged Message-IDs not found in the received table.")
+    ratios = [f"{p.name[1]}/a = {100 * p.load.rate / ceiling:.1f} %" for p in phases[1:]]
+    print(f"ratios: {', '.join(ratios) or '-'}")
+
+
+def print_processes(phases: list[Phase]) -> None:
+    print("\nserver process (spawn → first 220 banner; RSS at the banner; RSS idle ~2 s after the phase)")
+    for phase in phases:
+        server = phase.server
+        print(
+            f"  {phase.name:<26} start {server.start_seconds:5.2f} s   "
+            f"RSS at start {server.start_rss_mb:5.1f} MB   idle RSS {server.idle_rss_mb:5.1f} MB   "
+            f"exit status after SIGTERM {server.exit_code}"
+        )
+
+
+def cpu_share(seconds: float, count: int, wall: float) -> str:
+    return f"{1000 * seconds / count:5.2f} ms/msg ({100 * seconds / wall:3.0f} %)"
+
+
+def print_cpu(phases: list[Phase]) -> None:
+    print(f"\nCPU during the measured messages ({os.cpu_count()} CPUs; 100 % = one core busy all along)")
+    for phase in phases:
+        cpu, count = phase.load.cpu, max(1, len(phase.load.measured.spans))
+        other = cpu.machine - cpu.server - cpu.clients
+        print(
+            f"  {phase.name:<26} server {cpu_share(cpu.server, count, cpu.wall)}"
+            f"   clients {cpu_share(cpu.clients, count, cpu.wall)}"
+            f"   everything else {100 * other / cpu.wall:3.0f} %"
+        )
+
+
+def print_worker(phases: list[Phase]) -> None:
+    print("\nworker and server log after the load")
+    for phase in phases:
+        if phase.drain is not None and phase.drain.left:
+            print(
+                f"  {phase.name}: worker STALLED: {phase.drain.left} of {phase.stored} rows still 'new', "
+                f"no progress for {STALL_SECONDS:.0f} s"
+            )
+        elif phase.drain is not None:
+            print(f"  {phase.name}: worker processed every row {phase.drain.seconds:.1f} s after the load")
+        errors = phase.server.errors
+        if errors:
+            print(f"  {phase.name}: {len(errors)} ERROR/Traceback line(s) logged; first: {errors[0][:150]}")
+        failures = phase.load.warmup.failures + phase.load.measured.failures
+        for failure in sorted(set(failures))[:5]:
+            print(f"  {phase.name}: {failures.count(failure)} × {failure[:150]}")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def print_targets(phases: list[Phase]) -> None:
+    print()
+    ceiling = phases[0].load.rate
+    for phase in phases[1:]:
+        ratio, kind, server = 100 * phase.load.rate / ceiling, phase.name.split()[-1], phase.server
+        if kind == "SQLite":
+            print(
+                f"target: SQLite ≥ {TARGET_RATIO:.0f} % of the no-op ceiling at 8 clients: "
+                f"{ratio:.1f} % ({len(phase.load.measured.spans)} messages): {verdict(ratio >= TARGET_RATIO)}"
+            )
+        print(
+            f"target: start < {TARGET_START:.0f} s ({kind}): {server.start_seconds:.2f} s: "
+            f"{verdict(server.start_seconds < TARGET_START)}"
+        )
+        print(
+            f"target: idle RSS < {TARGET_RSS_MB:.0f} MB ({kind}): {server.idle_rss_mb:.1f} MB: "
+            f"{verdict(server.idle_rss_mb < TARGET_RSS_MB)}"
+        )
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent SMTP connections (default 8)")
+    parser.add_argument("--messages", type=int, default=4000, help="measured messages per phase (4000)")
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=0,
+        help="client processes, connections dealt round-robin (default: one per client)",
+    )
+    parser.add_argument("--skip-pg", action="store_true", help="skip phase (c), PostgreSQL")
+    parser.add_argument("--serve-noop", type=int, metavar="PORT", help="internal: run the phase (a) server")
+    args = parser.parse_args(argv)
+    args.client_procs = args.client_procs or args.clients
+    return args
+
+
+def run_phases(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], str | None]:
+    phases = [run_noop_phase(args, tmp / "a")]
+    sqlite = lambda directory: SqliteStore(directory / "listserv.db")  # noqa: E731
+    phases.append(run_listserv_phase("(b) listserv SQLite", args, tmp / "b", sqlite))
+    if args.skip_pg:
+        return phases, "skipped (--skip-pg)"
+    outcome = run_postgres_phase(args, tmp / "c")
+    if isinstance(outcome, str):
+        return phases, f"skipped: {outcome}"
+    return [*phases, outcome], None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_noop is not None:
+        asyncio.run(serve_noop(args.serve_noop))
+        return 0
+    print_header(args)
+    with tempfile.TemporaryDirectory(prefix="listserv-bench-") as tmp:
+        for sub in "abc":
+            (Path(tmp) / sub).mkdir()
+        phases, pg_note = run_phases(args, Path(tmp))
+    print_table(phases)
+    if pg_note:
+        print(f"(c) PostgreSQL: {pg_note}")
+    print_cpu(phases)
+    print_processes(phases)
+    print_worker(phases)
+    print_targets(phases)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Fixtures: every storage test runs on SQLite and on a throwaway PostgreSQL database; the forum runs for
+real (SMTP on 127.0.0.1, an ephemeral port) in a thread of the test process or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from listserv.config import Settings, parse_settings
+from listserv.db import make_engine
+from listserv.models import Received
+from listserv.provision import initialise
+from listserv.server import Forum
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+DOMAIN = "forum.example.org"
+
+
+def shipped_config() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """One throwaway PostgreSQL database for the whole run, dropped at the end."""
+    if os.environ.get("LISTSERV_TEST_PG") == "0":
+        pytest.skip("LISTSERV_TEST_PG=0: PostgreSQL half of the suite not run")
+    name = f"listserv_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            raise  # CI must run both halves
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable ({error}); set it up or LISTSERV_TEST_PG=0")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'listserv.db'}"
+    url = request.getfixturevalue("pg_database")
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+    return url
+
+
+def make_config(tmp_path: Path, db_url: str, **overrides: Any) -> dict[str, Any]:
+    raw = shipped_config()
+    raw["site"]["data_dir"] = str(tmp_path / "var")
+    raw["database"]["url"] = db_url
+    raw["smtp"]["port"] = 0
+    raw.update(overrides)
+    return raw
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return parse_settings(make_config(tmp_path, db_url))
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database.url)
+    initialise(engine, settings)
+    yield engine
+    engine.dispose()
+
+
+class RunningForum:
+    """``Forum`` on its own event loop in a thread: the real server, reachable on 127.0.0.1."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.forum = Forum(settings, engine)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> RunningForum:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.forum.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.forum.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    @property
+    def port(self) -> int:
+        assert self.forum.smtp_port is not None
+        return self.forum.smtp_port
+
+
+@pytest.fixture
+def forum(settings: Settings, engine: Engine) -> Iterator[RunningForum]:
+    with RunningForum(settings, engine) as running:
+        yield running
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pending_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(Received).where(Received.state == "new")) or 0
+
+
+def wait_processed(engine: Engine) -> None:
+    wait_for(lambda: pending_count(engine) == 0, what="the worker to process every stored message")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_cli(config_file: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "listserv", "--config", str(config_file), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=config_file.parent,
+    )
+
+
+class ServeProcess:
+    """``listserv serve`` as a real subprocess (for SIGKILL and SIGTERM tests)."""
+
+    def __init__(self, config_file: Path, port: int) -> None:
+        self.config_file = config_file
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServeProcess:
+        log = (self.config_file.parent / "serve.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-X",
+                "faulthandler",
+                "-m",
+                "listserv",
+                "--config",
+                str(self.config_file),
+                "serve",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.config_file.parent,
+        )
+        wait_for(self._accepts, timeout=20, what=f"listserv serve to listen on {self.port}")
+        return self
+
+    def _accepts(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"serve exited early: {self.log_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                return connection.recv(3) == b"220"
+        except OSError:
+            return False
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+            self.process.wait(10)
+            raise AssertionError(f"serve did not exit within {timeout}s:\n{self.log_text()}") from None
+
+    def log_text(self) -> str:
+        return (self.config_file.parent / "serve.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def serve_config(tmp_path: Path, db_url: str) -> tuple[Path, int]:
+    """A config file for a serve subprocess on a free port, with the database initialised."""
+    port = free_port()
+    raw = make_config(tmp_path, db_url)
+    raw["smtp"]["port"] = port
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = run_cli(config_file, "init")
+    assert result.returncode == 0, result.stderr
+    return config_file, port

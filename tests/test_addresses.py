@@ -1,0 +1,84 @@
+"""The address grammar: which local addresses are ours and what each is for."""
+
+from __future__ import annotations
+
+import pytest
+
+from listserv.addresses import AddressBook, Kind, Recipient, normalise_address, parse_mailboxes
+
+BOOK = AddressBook("forum.example.org", ["ta-en", "ta-fr", "ta-es", "health-ar"])
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("ta-en@forum.example.org", Recipient("ta-en", Kind.POST)),
+        ("TA-EN@Forum.Example.ORG", Recipient("ta-en", Kind.POST)),
+        ("<ta-fr@forum.example.org>", Recipient("ta-fr", Kind.POST)),
+        ("ta-fr-request@forum.example.org", Recipient("ta-fr", Kind.REQUEST)),
+        ("ta-es-owner@forum.example.org", Recipient("ta-es", Kind.OWNER)),
+        ("ta-es-propose@forum.example.org", Recipient("ta-es", Kind.PROPOSE)),
+        ("ta-en-moderate@forum.example.org", Recipient("ta-en", Kind.MODERATE)),
+        ("ta-en-moderate+K7QX-M2PA@forum.example.org", Recipient("ta-en", Kind.MODERATE, "K7QX-M2PA")),
+        ("ta-en-bounces@forum.example.org", Recipient("ta-en", Kind.BOUNCES)),
+        ("ta-en-bounces+tok3n@forum.example.org", Recipient("ta-en", Kind.BOUNCES, "tok3n")),
+        ("health-ar@forum.example.org", Recipient("health-ar", Kind.POST)),
+        ("postmaster@forum.example.org", Recipient(None, Kind.POSTMASTER)),
+        ("Postmaster@forum.example.org", Recipient(None, Kind.POSTMASTER)),
+    ],
+)
+def test_our_addresses(address: str, expected: Recipient) -> None:
+    assert BOOK.classify(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "nobody@forum.example.org",
+        "ta-de@forum.example.org",
+        "ta-en-admin@forum.example.org",
+        "ta-en+tag@forum.example.org",  # only moderate and bounces take a +detail
+        "ta-en-moderate+@forum.example.org",
+        "ta-en@example.net",
+        "ta-en@sub.forum.example.org",
+        "ta-en",
+        "",
+    ],
+)
+def test_everything_else_is_not_ours(address: str) -> None:
+    assert BOOK.classify(address) is None
+
+
+def test_foreign_domain_is_distinguished_from_unknown_local() -> None:
+    assert BOOK.is_local_domain("nobody@FORUM.example.org")
+    assert not BOOK.is_local_domain("x@example.net")
+
+
+def test_address_of_builds_the_grammar() -> None:
+    assert BOOK.address_of("ta-fr") == "ta-fr@forum.example.org"
+    assert BOOK.address_of("ta-fr", Kind.MODERATE, "AB12") == "ta-fr-moderate+AB12@forum.example.org"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Bob@Example.ORG", "Bob@example.org"),
+        ("Bob <bob@example.org>", "bob@example.org"),
+        ("  delegate@example.org ", "delegate@example.org"),
+        ("bob", None),
+        ("a@b", None),
+        ("bob@example.invalidtld", None),
+        ("bob..x@example.org", None),
+        ("x@example.net, y@example.net", None),
+        ("", None),
+    ],
+)
+def test_normalise_address(text: str, expected: str | None) -> None:
+    assert normalise_address(text) == expected
+
+
+def test_parse_mailboxes_keeps_the_good_ones() -> None:
+    assert parse_mailboxes('"Müller, Hans" <hans@Example.DE>, broken, ana@example.org') == [
+        ("Müller, Hans", "hans@example.de"),
+        ("", "ana@example.org"),
+    ]
