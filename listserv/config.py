@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -22,10 +23,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from listserv.addresses import normalise_address
 
-OVERRIDABLE = ("delivery",)
+OVERRIDABLE = ("delivery", "moderation")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 ROOM_NAME = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?$")
 DEFAULT_PATH = Path("config.yaml")
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 class ConfigError(Exception):
@@ -71,6 +73,7 @@ class Site(Strict):
     base_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
     timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     data_dir: Path = Path("var")
+    templates_dir: Path = SHIPPED_TEMPLATES  # mail/<lang>/<audience>_<event>.txt, web/
 
 
 class Database(Strict):
@@ -98,12 +101,25 @@ class Delivery(Strict):
     relay: Relay | None = None  # None: write outgoing mail to data_dir/outbox (a Maildir)
 
 
+class Moderation(Strict):
+    hold: Literal["all", "non_staff", "none"] = "all"
+    preapprove_moderators: bool = True
+    # authserv-id of the upstream MTA whose Authentication-Results we trust (RFC 8601); None: trust none
+    trusted_authserv_id: str | None = None
+    verify_dkim: bool = False
+    code_ttl_days: int = Field(default=14, ge=1, le=365)
+    remind_after_hours: int = Field(default=24, ge=1)
+    notify_sender_held: bool = True  # tell the poster their message awaits moderation
+    max_bad_codes_per_hour: int = Field(default=10, ge=1)
+
+
 class Room(Strict):
     name: str = Field(pattern=ROOM_NAME.pattern)
     title: dict[Language, str] = {}
     languages: list[Language] | None = None
     moderators: dict[Language, list[Email]] = {}
     delivery: Delivery = Delivery()
+    moderation: Moderation = Moderation()
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,8 @@ class MailingList:
     language: str
     title: str
     moderators: tuple[str, ...]
+    moderation: Moderation
+    delivery: Delivery
 
 
 class Settings(Strict):
@@ -123,6 +141,7 @@ class Settings(Strict):
     smtp: Smtp = Smtp()
     web: Web = Web()
     delivery: Delivery = Delivery()
+    moderation: Moderation = Moderation()
     languages: list[Language] = Field(default=["en"], min_length=1)
     rooms: list[Room] = Field(min_length=1)
     chief_moderators: list[Email] = []
@@ -163,7 +182,7 @@ class Settings(Strict):
     def room_languages(self, room: Room) -> list[str]:
         return room.languages or self.languages
 
-    @property
+    @cached_property
     def lists(self) -> dict[str, MailingList]:
         """Every list, keyed by name: rooms × their languages."""
         found = {}
@@ -172,7 +191,9 @@ class Settings(Strict):
                 name = f"{room.name}-{language}"
                 title = room.title.get(language) or room.title.get("en") or name
                 moderators = tuple(room.moderators.get(language, ()))
-                found[name] = MailingList(name, room.name, language, title, moderators)
+                found[name] = MailingList(
+                    name, room.name, language, title, moderators, room.moderation, room.delivery
+                )
         return found
 
     def room(self, name: str) -> Room:
@@ -216,16 +237,17 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path(".")) -> Settings:
 
 def _anchor_paths(settings: Settings, base_dir: Path) -> Settings:
     """Relative data_dir and sqlite paths are relative to the config file, not the working directory."""
-    data_dir = settings.site.data_dir
-    if not data_dir.is_absolute():
-        data_dir = (base_dir / data_dir).resolve()
+    data_dir, templates_dir = (
+        path if path.is_absolute() else (base_dir / path).resolve()
+        for path in (settings.site.data_dir, settings.site.templates_dir)
+    )
     url = settings.database.url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
         url = prefix + str((base_dir / url[len(prefix) :]).resolve())
     return settings.model_copy(
         update={
-            "site": settings.site.model_copy(update={"data_dir": data_dir}),
+            "site": settings.site.model_copy(update={"data_dir": data_dir, "templates_dir": templates_dir}),
             "database": settings.database.model_copy(update={"url": url}),
         }
     )

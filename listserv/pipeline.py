@@ -14,6 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Recipient
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 BATCH = 100
 MAX_ATTEMPTS = 5
 IDLE_SWEEP_SECONDS = 30.0
+RETRY_SECONDS = 2.0
 
 
 def route_message(session: Session, received: Received, book: AddressBook) -> list[Route]:
@@ -100,7 +102,12 @@ class Worker:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wakeup.clear()
-            handled = await loop.run_in_executor(self._executor, self.process_pending)
+            try:
+                handled = await loop.run_in_executor(self._executor, self.process_pending)
+            except SQLAlchemyError as error:  # the database is away: keep the mail, try again later
+                log.error("cannot read stored mail (%s); retrying in %.0f s", error, RETRY_SECONDS)
+                handled = 0
+                await asyncio.sleep(RETRY_SECONDS)
             if handled < BATCH and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(IDLE_SWEEP_SECONDS):
