@@ -103,6 +103,15 @@ class AddressBook:
             return Recipient(found.list_name, found.kind, local.partition("+")[2])
         return found
 
+    def list_id(self, list_name: str) -> str:
+        """The RFC 2919 list identifier: ``ta-en.forum.example.org``."""
+        return f"{list_name}.{self.domain}"
+
+    @property
+    def loop_marker(self) -> str:
+        """Our X-Loop value: mail carrying it came from us."""
+        return f"listserv@{self.domain}"
+
     def address_of(self, list_name: str, kind: Kind = Kind.POST, detail: str | None = None) -> str:
         local = list_name if kind is Kind.POST else f"{list_name}-{kind.value}"
         if detail:

@@ -99,6 +99,7 @@ class Relay(Strict):
 
 class Delivery(Strict):
     relay: Relay | None = None  # None: write outgoing mail to data_dir/outbox (a Maildir)
+    give_up_after_hours: int = Field(default=96, ge=1)
 
 
 class Moderation(Strict):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from listserv.addresses import normalise_address
 from listserv.config import Settings
 from listserv.models import MailingList, Member, Subscription
+from listserv.rules import Sender
 
 CSV_HEADER = ["email", "name", "country", "lists", "role", "delivery", "language"]
 ROLES = ("delegate", "staff")
@@ -197,3 +198,36 @@ def set_password(session: Session, address: str, password: str) -> bool:
         return False
     member.password_hash = PasswordHasher().hash(password)
     return True
+
+
+def identity_of(session: Session, address: str) -> tuple[str, str]:
+    """(name, member state) as the directory knows them; ('', '') for a stranger."""
+    if not address:
+        return "", ""
+    row = session.execute(
+        select(Member.name, Member.country).where(Member.email_key == email_key(address))
+    ).first()
+    return (row.name, row.country) if row else ("", "")
+
+
+def sender_status(session: Session, address: str, list_name: str, settings: Settings) -> Sender:
+    """What the posting rules need to know about ``address`` on ``list_name``."""
+    key = email_key(address)
+    member = session.scalars(select(Member).where(Member.email_key == key)).first() if address else None
+    is_member = (
+        member is not None
+        and session.scalar(
+            select(Subscription.id)
+            .join(MailingList)
+            .where(Subscription.member_id == member.id, MailingList.name == list_name)
+        )
+        is not None
+    )
+    mailing_list = settings.lists[list_name]
+    return Sender(
+        address=address,
+        is_member=is_member,
+        is_staff=member is not None and member.role == "staff",
+        is_moderator=key in {email_key(m) for m in mailing_list.moderators},
+        is_chief=key in {email_key(c) for c in settings.chief_moderators},
+    )

@@ -106,3 +106,83 @@ class Route(Base):
     sender: Mapped[str] = mapped_column(String(320), default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Held(Base):
+    """A post or proposal awaiting a moderator; decided once, by the first moderator to act."""
+
+    __tablename__ = "held"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    route_id: Mapped[int] = mapped_column(ForeignKey("route.id", ondelete="CASCADE"), unique=True)
+    received_id: Mapped[int] = mapped_column(ForeignKey("received.id", ondelete="CASCADE"), index=True)
+    list_name: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="post")  # post | proposal
+    message_id: Mapped[str] = mapped_column(String(998))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reasons: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)  # [{key, params}]
+    # Only a hash of the reply code is kept: a database leak must not let anyone decide.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_nonce: Mapped[str] = mapped_column(String(32))  # the code is HMAC(site secret, nonce)
+    expires_at: Mapped[datetime]
+    held_at: Mapped[datetime] = mapped_column(default=utc_now)
+    state: Mapped[str] = mapped_column(String(16), default="held", index=True)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    reminded_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+
+class Audit(Base):
+    """Every decision and every attempt at one, whatever its outcome."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    list_name: Mapped[str | None] = mapped_column(String(100), index=True)
+    held_id: Mapped[int | None] = mapped_column(ForeignKey("held.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(320))  # who: an address, or the operator's login
+    channel: Mapped[str] = mapped_column(String(8))  # email | web | cli | system
+    action: Mapped[str] = mapped_column(String(16))  # approve | reject | discard | remind | escalate
+    result: Mapped[str] = mapped_column(String(24))  # decided | already_decided | unknown_code | ...
+    detail: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(String(998))  # the reply that carried the attempt
+
+
+class Outbox(Base):
+    """A message to send, committed with the step that caused it; the sender retries until it is out."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    purpose: Mapped[str] = mapped_column(String(40))  # moderator_held, sender_rejected, ...
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(8), default="queued", index=True)  # queued | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Post(Base):
+    """An approved message in the archive: raw bytes exactly as received, once per list."""
+
+    __tablename__ = "post"
+    __table_args__ = (UniqueConstraint("list_name", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(100), index=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    received_id: Mapped[int | None] = mapped_column(ForeignKey("received.id", ondelete="SET NULL"))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None]
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    archived_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -8,16 +8,14 @@ failing is marked ``failed`` after ``MAX_ATTEMPTS`` and logged with its Message-
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Recipient
+from listserv.background import Background
 from listserv.db import utc_now
 from listserv.message import Post, parse_post
 from listserv.models import Received, Route
@@ -26,10 +24,10 @@ log = logging.getLogger(__name__)
 BATCH = 100
 MAX_ATTEMPTS = 5
 IDLE_SWEEP_SECONDS = 30.0
-RETRY_SECONDS = 2.0
+Handler = Callable[[Session, Received, Post, list[Route]], None]
 
 
-def route_message(session: Session, received: Received, book: AddressBook) -> list[Route]:
+def route_message(session: Session, received: Received, book: AddressBook) -> tuple[Post, list[Route]]:
     """Parse one stored message and record a route per distinct recipient not seen before."""
     post = parse_post(received.raw)
     message_id = received.message_id
@@ -46,7 +44,7 @@ def route_message(session: Session, received: Received, book: AddressBook) -> li
             continue
         routes.append(_new_route(received, recipient, post))
     session.add_all(routes)
-    return routes
+    return post, routes
 
 
 def _already_routed(session: Session, recipient: Recipient, message_id: str) -> bool:
@@ -71,60 +69,34 @@ def _new_route(received: Received, recipient: Recipient, post: Post) -> Route:
 
 
 class Worker:
-    def __init__(self, engine: Engine, book: AddressBook) -> None:
+    """Routes stored mail in arrival order; ``handle`` (moderation, commands…) runs in the same
+    transaction as the routing and the ``processed`` mark."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        book: AddressBook,
+        handle: Handler | None = None,
+        after: Callable[[], None] = lambda: None,
+    ) -> None:
         self._engine = engine
         self._book = book
-        self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker")
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = False
-
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name="worker")
-
-    def wake(self) -> None:
-        """Thread-safe: new mail is stored."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
-
-    async def stop(self) -> None:
-        """Finish the message in hand (its transaction commits), then end. A flag, not cancel():
-        in Python 3.11 a cancel that races a wakeup can be swallowed by wait_for."""
-        self._stopping = True
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=True)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                handled = await loop.run_in_executor(self._executor, self.process_pending)
-            except SQLAlchemyError as error:  # the database is away: keep the mail, try again later
-                log.error("cannot read stored mail (%s); retrying in %.0f s", error, RETRY_SECONDS)
-                handled = 0
-                await asyncio.sleep(RETRY_SECONDS)
-            if handled < BATCH and not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_SWEEP_SECONDS):
-                        await self._wakeup.wait()
+        self._handle = handle
+        self._after = after  # e.g. wake the outbox sender: this batch may have queued mail
+        self.background = Background("worker", self.process_pending, BATCH, IDLE_SWEEP_SECONDS)
 
     def process_pending(self) -> int:
         """Handle up to BATCH stored messages in arrival order; return how many were tried."""
-        if self._stopping:
-            return 0
         with Session(self._engine) as session:
             ids = session.scalars(
                 select(Received.id).where(Received.state == "new").order_by(Received.id).limit(BATCH)
             ).all()
         for received_id in ids:
-            if self._stopping:
+            if self.background.stopping:
                 break
             self._process_one(received_id)
+        if ids:
+            self._after()
         return len(ids)
 
     def _process_one(self, received_id: int) -> None:
@@ -137,7 +109,10 @@ class Worker:
                 ).first()
                 if received is None:
                     return
-                route_message(session, received, self._book)
+                post, routes = route_message(session, received, self._book)
+                if self._handle is not None and routes:
+                    session.flush()  # routes get their ids
+                    self._handle(session, received, post, routes)
                 received.state = "processed"
                 received.processed_at = utc_now()
         except Exception as error:  # one bad message must not stop the others

@@ -5,26 +5,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from listserv.addresses import AddressBook
 from listserv.config import Settings
+from listserv.db import utc_now
+from listserv.handling import Handling
 from listserv.ingress import IngressHandler, IngressServer
+from listserv.keys import load_or_create_secret
+from listserv.moderation import Moderation
+from listserv.moderator_mail import ModeratorMail
+from listserv.notices import Notifier
+from listserv.outbox import OutboxSender
 from listserv.pipeline import Worker
+from listserv.render import MailTemplates
 from listserv.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
-class Forum:
-    """Everything ``listserv serve`` runs: SMTP ingress, the spool writer and the worker."""
+def build_moderation(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Moderation:
+    """Moderation and everything it needs; shared by ``serve`` and the command line."""
+    book = AddressBook(settings.site.domain, settings.lists)
+    templates = MailTemplates(settings.site.templates_dir, settings.site.timezone)
+    secret = load_or_create_secret(settings.site.data_dir / "secret")
+    return Moderation(Notifier(settings, book, templates, clock), secret)
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+
+class Forum:
+    """Everything ``listserv serve`` runs: SMTP ingress, spool writer, worker, outbox sender."""
+
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
-        self.book = AddressBook(settings.site.domain, settings.lists)
-        self.worker = Worker(engine, self.book)
-        self.spool = Spool(engine, on_stored=self.worker.wake)
+        self.moderation = build_moderation(settings, clock)
+        self.book = self.moderation.notifier.book
+        replies = ModeratorMail(self.moderation, self.moderation.templates.vocabulary(settings.languages))
+        self.outbox = OutboxSender(engine, settings.delivery, settings.site.data_dir / "outbox", clock)
+        self.worker = Worker(
+            engine,
+            self.book,
+            Handling(settings, self.book, self.moderation, replies),
+            after=self.outbox.background.wake,
+        )
+        self.spool = Spool(engine, on_stored=self.worker.background.wake)
         self.ingress = IngressServer(
             IngressHandler(self.book, self.spool),
             hostname=settings.smtp.hostname or settings.site.domain,
@@ -34,7 +60,11 @@ class Forum:
 
     async def start(self) -> None:
         self.spool.start()
-        self.worker.start()  # resumes whatever was stored and not yet processed
+        requeued = await asyncio.to_thread(self.outbox.requeue_interrupted)
+        if requeued:
+            log.warning("%d outgoing message(s) interrupted by a stop are queued again", requeued)
+        self.outbox.background.start()
+        self.worker.background.start()  # resumes whatever was stored and not yet processed
         self.smtp_port = await self.ingress.start(self.settings.smtp.host, self.settings.smtp.port)
         log.info(
             "SMTP listening on %s:%d for @%s (%d lists)",
@@ -45,10 +75,11 @@ class Forum:
         )
 
     async def stop(self) -> None:
-        """Stop accepting, finish transactions under way, commit, then stop processing — in that order."""
+        """Stop accepting, finish transactions under way, commit, stop processing, then sending."""
         await self.ingress.stop()
         self.spool.stop()
-        await self.worker.stop()
+        await self.worker.background.stop()
+        await self.outbox.background.stop()
         log.info("stopped cleanly")
 
     async def serve_until_signalled(self) -> None:

@@ -4,6 +4,8 @@ real (SMTP on 127.0.0.1, an ephemeral port) in a thread of the test process or a
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import secrets
 import signal
@@ -13,17 +15,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings, parse_settings
-from listserv.db import make_engine
+from listserv.db import make_engine, utc_now
 from listserv.models import Received
 from listserv.provision import initialise
 from listserv.server import Forum
@@ -93,8 +98,8 @@ def engine(settings: Settings) -> Iterator[Engine]:
 class RunningForum:
     """``Forum`` on its own event loop in a thread: the real server, reachable on 127.0.0.1."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
-        self.forum = Forum(settings, engine)
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
+        self.forum = Forum(settings, engine, clock)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -231,3 +236,74 @@ def serve_config(tmp_path: Path, db_url: str) -> tuple[Path, int]:
     result = run_cli(config_file, "init")
     assert result.returncode == 0, result.stderr
     return config_file, port
+
+
+class SteppableClock:
+    """An injected clock (after Mailman's DateFactory): tests move time instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Sink:
+    """A real SMTP server on 127.0.0.1 standing in for the outgoing relay; keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self._lock:
+            return [message for _, rcpts, message in self.messages if address in rcpts]
+
+    def wait_to(self, address: str, count: int = 1, timeout: float = 15.0) -> list[EmailMessage]:
+        wait_for(lambda: len(self.to(address)) >= count, timeout, f"{count} message(s) to {address}")
+        return self.to(address)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    running = Sink()
+    running.controller.start()
+    yield running
+    running.controller.stop()
+
+
+@pytest.fixture
+def clock() -> SteppableClock:
+    return SteppableClock()
+
+
+@pytest.fixture
+def relayed_settings(tmp_path: Path, db_url: str, sink: Sink) -> Settings:
+    raw = make_config(tmp_path, db_url)
+    raw["delivery"] = {"relay": {"host": "127.0.0.1", "port": sink.controller.port}}
+    return parse_settings(raw)
+
+
+@pytest.fixture
+def relayed_engine(relayed_settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(relayed_settings.database.url)
+    initialise(engine, relayed_settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def live(relayed_settings: Settings, relayed_engine: Engine, clock: SteppableClock) -> Iterator[RunningForum]:
+    """The forum with its outgoing mail going to ``sink`` and time given by ``clock``."""
+    with RunningForum(relayed_settings, relayed_engine, clock) as running:
+        yield running

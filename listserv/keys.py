@@ -1,0 +1,30 @@
+"""The site secret (reply codes now; signed cookies and links with the web archive).
+
+Kept in a file outside the database, so that a copy of the database alone cannot produce reply
+codes. Created on first use with owner-only permissions; several ``serve`` processes on one database
+must share the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+SECRET_BYTES = 32
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(SECRET_BYTES)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(secret.hex())
+    return secret

@@ -1,0 +1,334 @@
+"""Moderation end to end over real SMTP: a post is held, moderators get a notice in the list's language
+with a reply code, a reply decides; outgoing mail goes through a real SMTP sink. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from listserv.members import apply_rows, check_row
+from listserv.models import Audit, Held, Post
+from tests.conftest import RunningForum, Sink, SteppableClock, wait_for, wait_processed
+
+DELEGATE = "marie@example.fr"
+MOD_FR = "mod-fr@forum.example.org"
+MOD_EN = "mod-en@forum.example.org"
+CHIEF = "chief@forum.example.org"
+CODE = re.compile(r"\[#([0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z]{5})\]")
+
+
+@pytest.fixture(autouse=True)
+def members(relayed_engine: Engine, relayed_settings) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        {
+            "email": DELEGATE,
+            "name": "Marie Dupont",
+            "country": "France",
+            "lists": "ta-fr;ta-en",
+            "role": "delegate",
+            "delivery": "each",
+            "language": "fr",
+        },
+        {
+            "email": "staff@example.org",
+            "name": "Sam Staff",
+            "country": "",
+            "lists": "ta-en",
+            "role": "staff",
+            "delivery": "each",
+            "language": "en",
+        },
+    ]
+    with Session(relayed_engine) as session, session.begin():
+        apply_rows(session, [check_row(row, relayed_settings) for row in rows])
+
+
+def send(port: int, sender: str, to: str, subject: str, body: str, **headers: str) -> str:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = message_id = make_msgid(domain="example.fr")
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.send_message(message, from_addr=sender, to_addrs=[to])
+    return message_id
+
+
+def reply_to_notice(port: int, notice: EmailMessage, sender: str, text: str, **headers: str) -> str:
+    quoted = "\n".join("> " + line for line in notice.get_body(("plain",)).get_content().splitlines())
+    body = f"{text}\n\nOn Mon, 23 Nov 2026 at 09:00, Forum wrote:\n{quoted}\n"
+    return send(port, sender, notice["Reply-To"], "Re: " + notice["Subject"], body, **headers)
+
+
+def held_rows(engine: Engine) -> list[Held]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Held).order_by(Held.id)))
+
+
+def archived(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Post.subject).order_by(Post.id)))
+
+
+def audit(engine: Engine) -> list[tuple[str, str, str]]:
+    with Session(engine) as session:
+        return [(a.actor, a.action, a.result) for a in session.scalars(select(Audit).order_by(Audit.id))]
+
+
+def hold_one(live: RunningForum, sink: Sink, to: str = "ta-fr@forum.example.org", moderator: str = MOD_FR):
+    send(live.port, DELEGATE, to, "Formation des formateurs", "Bonjour à tous,\nnotre expérience…")
+    [notice] = sink.wait_to(moderator)
+    return notice
+
+
+def test_french_notice_then_approuver_approves_once(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    notice = hold_one(live, sink)
+    code = CODE.search(notice["Subject"]).group(1)
+    assert notice["Reply-To"] == f"ta-fr-moderate+{code}@forum.example.org"
+    assert notice["Content-Language"] == "fr"
+    text = notice.get_body(("plain",)).get_content()
+    assert "Marie Dupont" in text and "France" in text and "approuver" in text and "rejeter" in text
+    assert "Tous les messages adressés à ta-fr sont examinés" in text
+    [original] = [part for part in notice.iter_attachments() if part.get_content_type() == "message/rfc822"]
+    assert original.get_content()["Subject"] == "Formation des formateurs"
+    ack = sink.wait_to(DELEGATE)[0]
+    assert "en attente de modération" in ack["Subject"]
+    assert sink.to(MOD_EN) == []  # other languages' moderators are not bothered
+
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the approval")
+    assert archived(relayed_engine) == ["Formation des formateurs"]
+    [held] = held_rows(relayed_engine)
+    assert held.decided_by == MOD_FR and held.code_hash and code not in str(held.__dict__)
+    assert (MOD_FR, "approve", "decided") in audit(relayed_engine)
+
+
+def test_an_empty_reply_approves(live: RunningForum, sink: Sink, relayed_engine: Engine) -> None:
+    notice = hold_one(live, sink)
+    reply_to_notice(live.port, notice, MOD_FR, "")
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the approval")
+    assert archived(relayed_engine) == ["Formation des formateurs"]
+
+
+def test_reject_with_reason_tells_the_sender_in_french(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    notice = hold_one(live, sink)
+    reply_to_notice(live.port, notice, MOD_FR, "rejeter Hors sujet")
+    messages = sink.wait_to(DELEGATE, count=2)  # the held acknowledgement, then the rejection
+    rejection = messages[1]
+    assert "n'a pas été publié" in rejection["Subject"]
+    assert "Hors sujet" in rejection.get_content()
+    assert rejection["Content-Language"] == "fr"
+    assert held_rows(relayed_engine)[0].state == "rejected"
+    assert archived(relayed_engine) == []
+
+
+def test_a_code_sent_to_the_bare_moderate_address_works(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    notice = hold_one(live, sink)
+    send(live.port, MOD_FR, "ta-fr-moderate@forum.example.org", "Re: " + notice["Subject"], "ignorer\n")
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "discarded", what="the discard")
+    assert len(sink.to(DELEGATE)) == 1  # only the held acknowledgement: a discard is silent
+
+
+def test_a_non_moderator_with_a_valid_code_decides_nothing_and_hears_nothing(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    notice = hold_one(live, sink)
+    reply_to_notice(live.port, notice, DELEGATE, "approve")  # a forged or forwarded reply
+    reply_to_notice(live.port, notice, MOD_EN, "approve")  # a moderator, but of another list
+    wait_processed(relayed_engine)
+    assert held_rows(relayed_engine)[0].state == "held"
+    assert [(actor, result) for actor, _, result in audit(relayed_engine)][-2:] == [
+        (DELEGATE, "not_moderator"),
+        (MOD_EN, "not_moderator"),
+    ]
+    live_outbox_settles(relayed_engine)
+    assert len(sink.to(DELEGATE)) == 1 and sink.to(MOD_EN) == []
+
+
+def test_a_replayed_code_gets_already_decided(live: RunningForum, sink: Sink, relayed_engine: Engine) -> None:
+    notice = hold_one(live, sink)
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the approval")
+    reply_to_notice(live.port, notice, MOD_FR, "rejeter trop tard")
+    answer = sink.wait_to(MOD_FR, count=2)[1]
+    assert "Déjà traité" in answer["Subject"]
+    assert "approuvé" in answer.get_content() and MOD_FR in answer.get_content()
+    assert held_rows(relayed_engine)[0].state == "approved"
+    assert (MOD_FR, "reject", "already_decided") in audit(relayed_engine)
+
+
+def test_an_expired_code_decides_nothing(
+    live: RunningForum, sink: Sink, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    notice = hold_one(live, sink)
+    clock.advance(days=15)
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")
+    answer = sink.wait_to(MOD_FR, count=2)[1]
+    assert "expiré" in answer.get_content()
+    assert held_rows(relayed_engine)[0].state == "held"
+
+
+def test_an_auto_reply_to_the_notice_never_approves(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    notice = hold_one(live, sink)
+    reply_to_notice(
+        live.port, notice, MOD_FR, "Je suis absente jusqu'au 30 novembre.", Auto_Submitted="auto-replied"
+    )
+    send(live.port, MOD_FR, notice["Reply-To"], "Réponse automatique : " + notice["Subject"], "")
+    wait_processed(relayed_engine)
+    assert held_rows(relayed_engine)[0].state == "held"
+    assert [result for _, _, result in audit(relayed_engine)][-2:] == ["automatic", "automatic"]
+
+
+def test_a_wrong_code_is_explained_to_a_real_moderator(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    hold_one(live, sink)
+    send(live.port, MOD_FR, "ta-fr-moderate+ZZZZZ-ZZZZZ-ZZZZZ@forum.example.org", "Re: x", "approuver")
+    answer = sink.wait_to(MOD_FR, count=2)[1]
+    assert "ZZZZZ-ZZZZZ-ZZZZZ" in answer.get_content()
+    assert held_rows(relayed_engine)[0].state == "held"
+
+
+def test_guessing_codes_is_rate_limited(live: RunningForum, sink: Sink, relayed_engine: Engine) -> None:
+    notice = hold_one(live, sink)
+    for guess in range(10):
+        send(live.port, MOD_FR, f"ta-fr-moderate+ZZZZZ-ZZZZZ-ZZZ{guess:02d}@forum.example.org", "x", "ok")
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")  # even the right code, now
+    wait_processed(relayed_engine)
+    assert held_rows(relayed_engine)[0].state == "held"
+    assert audit(relayed_engine)[-1] == (MOD_FR, "reply", "rate_limited")
+
+
+def test_a_non_member_is_told_the_forum_is_closed(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    send(live.port, "stranger@example.com", "ta-es@forum.example.org", "Hola", "¿Puedo participar?")
+    [notice] = sink.wait_to("stranger@example.com")
+    assert notice["Content-Language"] == "es"
+    assert "ta-es-owner@forum.example.org" in notice.get_content()
+    send(live.port, "mailer-daemon@example.com", "ta-es@forum.example.org", "Undelivered", "bounce")
+    send(live.port, "robot@example.com", "ta-es@forum.example.org", "News", "x", Precedence="bulk")
+    wait_processed(relayed_engine)
+    live_outbox_settles(relayed_engine)
+    assert sink.to("mailer-daemon@example.com") == [] and sink.to("robot@example.com") == []
+    assert held_rows(relayed_engine) == []
+
+
+def test_our_own_mail_coming_back_is_discarded(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    send(
+        live.port, DELEGATE, "ta-fr@forum.example.org", "Re: boucle", "x", List_Id="<ta-fr.forum.example.org>"
+    )
+    wait_processed(relayed_engine)
+    assert held_rows(relayed_engine) == [] and archived(relayed_engine) == []
+    assert audit(relayed_engine)[-1] == ("system", "discard", "loop")
+
+
+def test_a_moderator_is_preapproved_unless_dmarc_failed(
+    relayed_settings,
+    relayed_engine: Engine,
+    clock: SteppableClock,
+    sink: Sink,  # type: ignore[no-untyped-def]
+) -> None:
+    raw = relayed_settings.model_dump(mode="json")
+    raw["moderation"] = {"trusted_authserv_id": "mx.forum.example.org"}
+    from listserv.config import parse_settings
+
+    settings = parse_settings(raw)
+    with RunningForum(settings, relayed_engine, clock) as live:
+        send(live.port, MOD_FR, "ta-fr@forum.example.org", "Sujet de la semaine", "Bonjour")
+        wait_for(lambda: archived(relayed_engine) == ["Sujet de la semaine"], what="direct archiving")
+        send(
+            live.port,
+            MOD_FR,
+            "ta-fr@forum.example.org",
+            "Faux",
+            "x",
+            Authentication_Results="mx.forum.example.org; dmarc=fail header.from=forum.example.org",
+        )
+        send(
+            live.port,
+            MOD_FR,
+            "ta-fr@forum.example.org",
+            "Vrai",
+            "x",
+            Authentication_Results="evil.example; dmarc=fail header.from=forum.example.org",
+        )  # not trusted
+        [notice] = sink.wait_to(MOD_FR)
+        assert "DMARC" in notice.get_body(("plain",)).get_content()
+        wait_for(lambda: len(archived(relayed_engine)) == 2, what="the untrusted header to be ignored")
+
+
+def test_hold_non_staff_lets_staff_through(
+    relayed_settings,
+    relayed_engine: Engine,
+    clock: SteppableClock,
+    sink: Sink,  # type: ignore[no-untyped-def]
+) -> None:
+    raw = relayed_settings.model_dump(mode="json")
+    raw["rooms"][0]["moderation"] = {"hold": "non_staff"}
+    from listserv.config import parse_settings
+
+    with RunningForum(parse_settings(raw), relayed_engine, clock) as live:
+        send(live.port, "staff@example.org", "ta-en@forum.example.org", "From the secretariat", "Hello")
+        wait_for(lambda: archived(relayed_engine) == ["From the secretariat"], what="staff post archived")
+        send(live.port, DELEGATE, "ta-en@forum.example.org", "From a delegate", "Hello")
+        [notice] = sink.wait_to(MOD_EN)
+        assert "is not a staff member" in notice.get_body(("plain",)).get_content()
+
+
+def test_reminder_then_escalation_with_the_same_code(
+    live: RunningForum, sink: Sink, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    notice = hold_one(live, sink)
+    code = CODE.search(notice["Subject"]).group(1)
+    run_reminders(live, relayed_engine)
+    assert len(sink.to(MOD_FR)) == 1  # not yet overdue
+    clock.advance(hours=25)
+    run_reminders(live, relayed_engine)
+    reminder = sink.wait_to(MOD_FR, count=2)[1]
+    assert code in reminder.get_content() and "1 message" in reminder["Subject"]
+    run_reminders(live, relayed_engine)
+    assert len(sink.to(MOD_FR)) == 2  # once a day, not once a run
+    clock.advance(hours=24)
+    run_reminders(live, relayed_engine)
+    [escalation] = sink.wait_to(CHIEF)
+    assert code in escalation["Subject"] and "48" in escalation["Subject"]
+    reply_to_notice(live.port, escalation, CHIEF, "approve")  # the chief decides with the same code
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the chief's approval")
+    assert held_rows(relayed_engine)[0].decided_by == CHIEF
+
+
+def run_reminders(live: RunningForum, engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        live.forum.moderation.send_reminders(session)
+    live.forum.outbox.background.wake()
+    live_outbox_settles(engine)
+
+
+def live_outbox_settles(engine: Engine) -> None:
+    from listserv.models import Outbox
+
+    def settled() -> bool:
+        with Session(engine) as session:
+            return session.scalar(select(Outbox.id).where(Outbox.state.in_(("queued", "sending")))) is None
+
+    wait_for(settled, what="the outbox to be sent")
