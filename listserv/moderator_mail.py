@@ -25,10 +25,12 @@ BAD_CODE_RESULTS = ("unknown_code", "expired", "not_your_list")
 
 
 class ModeratorMail:
-    def __init__(self, moderation: Moderation, vocabulary: dict[str, Action]) -> None:
+    def __init__(self, moderation: Moderation) -> None:
         self.moderation = moderation
         self.settings = moderation.settings
-        self.vocabulary = vocabulary
+        languages = self.settings.languages
+        self.vocabulary: dict[str, Action] = moderation.templates.vocabulary(languages)
+        self.standalone = moderation.templates.standalone(languages)
 
     def handle(self, session: Session, received: Received, post: Post, route: Route, sub: Submission) -> None:
         list_name = route.list_name or ""
@@ -56,7 +58,7 @@ class ModeratorMail:
             if refusal == "rate_limited":
                 self._explain(session, list_name, actor, "rate_limited")
             return
-        reading = read_reply(received.raw, self.vocabulary)
+        reading = read_reply(received.raw, self.vocabulary, self.standalone)
         if not reading.understood:
             self.moderation.audit(
                 session,

@@ -92,6 +92,14 @@ class MailTemplates:
                         found.setdefault(str(word).lower(), action)
         return found
 
+    def standalone(self, languages: list[str]) -> set[str]:
+        """Casual words that decide only when alone on their line (see commands.yaml)."""
+        return {
+            str(word).lower()
+            for language in dict.fromkeys([FALLBACK, *languages])
+            for word in self._catalogue(language, "commands.yaml").get("standalone", [])
+        }
+
     def reason(self, reason: Reason | dict[str, Any], language: str) -> str:
         key, params = (
             (reason.key, reason.params)

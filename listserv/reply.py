@@ -18,7 +18,7 @@ import email
 import email.policy
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
@@ -27,15 +27,18 @@ from typing import Literal
 Action = Literal["approve", "reject", "discard"]
 
 MAX_TEXT_CHARS = 200_000
+MAX_MARKER_CHARS = 400  # an attribution or separator line is never longer
 CODE_ALPHABET = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # Crockford base32
 CROCKFORD_ALIASES = str.maketrans("OIL", "011")
 CODE_INPUT = re.compile(r"([0-9A-Z]{5})(?:-|[ \t]+)?([0-9A-Z]{5})(?:-|[ \t]+)?([0-9A-Z]{5})")
 TAGGED_CODE = re.compile(r"\[#([^\]]{15,25})\]")
 # In free text only the dashed form counts: "Hello world again" has the spaced shape of a valid code.
-DASHED_CODE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]{5}-[0-9A-Za-z]{5}-[0-9A-Za-z]{5}(?![0-9A-Za-z])")
+DASHED_CODE = re.compile(
+    r"(?<![0-9A-Za-z])(?<![0-9A-Za-z]-)[0-9A-Za-z]{5}-[0-9A-Za-z]{5}-[0-9A-Za-z]{5}(?!-?[0-9A-Za-z])"
+)
 CODE_AT_START = re.compile(
     r"[\[(<#]*(?P<code>[0-9A-Za-z]{5}(?P<sep>-|[ \t]*)[0-9A-Za-z]{5}(?P=sep)[0-9A-Za-z]{5})[\])>]*"
-    r"(?![0-9A-Za-z])"
+    r"(?!-?[0-9A-Za-z])"
 )
 COMMAND_LINE = re.compile(r"\W*(\w(?:[\w'’-]*\w)?)(.*)", re.DOTALL)
 SEPARATORS = " \t:;,.!?-–—"
@@ -60,7 +63,8 @@ ATTRIBUTION_END = re.compile(r"(?:wrote|a[ \t]+écrit|escribió|schrieb\b.*)[ \t
 BLOCK_TAGS = frozenset(
     {"p", "div", "br", "li", "tr", "table", "ul", "ol", "pre", "blockquote", "h1", "h2", "h3"}
 )
-SKIPPED_TAGS = frozenset({"style", "script", "title", "blockquote"})
+NON_TEXT_TAGS = frozenset({"style", "script", "title"})
+SKIPPED_TAGS = NON_TEXT_TAGS | {"blockquote"}
 QUOTE_CLASSES = frozenset(
     {"gmail_quote", "gmail_quote_container", "moz-cite-prefix", "yahoo_quoted", "protonmail_quote"}
 )
@@ -93,47 +97,59 @@ def normalise_code(text: str) -> str | None:
     return "-".join(groups) if all(set(group) <= CODE_ALPHABET for group in groups) else None
 
 
+TRAILING_PUNCTUATION = " .!,;:"
+
+
 def find_code(text: str) -> str | None:
     """The first code in a Subject ('Re: [#K7QXM-2PAB9-ZT4HD] …') or an address: a tagged one first."""
     candidates = [*TAGGED_CODE.findall(text), *DASHED_CODE.findall(text)]
     return next((code for code in map(normalise_code, candidates) if code), None)
 
 
-def read_reply(raw: bytes, vocabulary: Mapping[str, Action]) -> ReplyReading:
-    """Never raises: mail that cannot be read is not understood, and so decides nothing."""
+def read_reply(raw: bytes, vocabulary: Mapping[str, Action], standalone: Iterable[str] = ()) -> ReplyReading:
+    """Never raises: mail that cannot be read is not understood, and so decides nothing.
+    ``standalone`` words (casual ones: ok, yes, oui, sí) decide only when nothing follows them."""
     try:
         text = _body_text(email.message_from_bytes(raw, policy=email.policy.compat32))
         if text is None:
             return NOT_UNDERSTOOD
         blocks = _own_blocks(text)
         words = {_fold(word): action for word, action in vocabulary.items()}
-        commands, understood = _decide([line for line in blocks[0] if line] if blocks else [], words)
+        alone = frozenset(map(_fold, standalone))
+        commands, understood = _decide([line for line in blocks[0] if line] if blocks else [], words, alone)
     except Exception:  # hostile input: an unforeseen parser error must not crash the moderation path
         return NOT_UNDERSTOOD
     return ReplyReading(commands, "\n\n".join("\n".join(block) for block in blocks), understood)
 
 
-def _decide(lines: list[str], words: Mapping[str, Action]) -> tuple[tuple[Command, ...], bool]:
+def _decide(
+    lines: list[str], words: Mapping[str, Action], standalone: frozenset[str]
+) -> tuple[tuple[Command, ...], bool]:
     """The first own line decides; when it names a code, each later line naming one adds a decision."""
     if not lines:
         return (Command("approve", None),), True  # an empty reply approves
-    first = _read_command(lines[0], words)
+    first = _read_command(lines[0], words, standalone)
     if first is None:
         return (), False
     if first.code is None:
         return (first,), True
-    more = (_read_command(line, words) for line in lines[1:])
+    more = (_read_command(line, words, standalone) for line in lines[1:])
     return (first, *(command for command in more if command and command.code)), True
 
 
-def _read_command(line: str, words: Mapping[str, Action]) -> Command | None:
+def _read_command(line: str, words: Mapping[str, Action], standalone: frozenset[str]) -> Command | None:
     match = COMMAND_LINE.match(line)
     action = words.get(_fold(match[1])) if match else None
     if match is None or action is None:
         return None
     code, rest = _take_code(match[2].lstrip(SEPARATORS))
-    reason = rest.strip().lstrip(SEPARATORS).strip() if action == "reject" else ""
-    return Command(action, code, reason)
+    rest = rest.strip().lstrip(SEPARATORS).strip()
+    if _fold(match[1]) in standalone and rest.strip(TRAILING_PUNCTUATION):
+        # "OK, I'll look at it tomorrow" is no approval: the casual words (ok, yes, oui, sí) decide
+        # only alone on their line; "approve, thanks" does. Not understood costs one more reply;
+        # a wrong approval is sent to every member.
+        return None
+    return Command(action, code, rest if action == "reject" else "")
 
 
 def _take_code(text: str) -> tuple[str | None, str]:
@@ -176,12 +192,14 @@ def _own_blocks(text: str) -> list[list[str]]:
             index = start
         else:
             break
-    return [block for block in map(_trim, blocks) if block]
+    return [block for block in map(_tidy, blocks) if block]
 
 
 def _quote_start(lines: list[str], index: int) -> int | None:
     """If ``lines[index]`` opens quoted material (a separator, an attribution), where the quote begins."""
     line = lines[index].strip()
+    if len(line) > MAX_MARKER_CHARS:  # keeps the regexes linear on hostile single-line bodies
+        return None
     if ORIGINAL_MESSAGE.fullmatch(line) or SEPARATOR.fullmatch(line):
         return index + 1
     if OUTLOOK_FROM.match(line) and any(
@@ -192,21 +210,22 @@ def _quote_start(lines: list[str], index: int) -> int | None:
         for end in range(index, min(index + 3, len(lines))):
             if not lines[end].strip():
                 return None
-            if ATTRIBUTION_END.search(" ".join(part.strip() for part in lines[index : end + 1])):
+            joined = " ".join(part.strip() for part in lines[index : end + 1])
+            if len(joined) <= MAX_MARKER_CHARS and ATTRIBUTION_END.search(joined):
                 return end + 1
         return None
     return index + 1 if ATTRIBUTION_END.search(line) and _is_quoted_from(lines, index + 1) else None
 
 
 def _is_quoted_from(lines: list[str], index: int) -> bool:
-    following = next((line for line in lines[index:] if line.strip()), "")
+    following = next((lines[at] for at in range(index, len(lines)) if lines[at].strip()), "")
     return bool(QUOTED.match(following))
 
 
-def _trim(block: list[str]) -> list[str]:
-    start = next((index for index, line in enumerate(block) if line), len(block))
-    end = len(block) - next((index for index, line in enumerate(reversed(block)) if line), len(block))
-    return block[start:end]
+def _tidy(block: list[str]) -> list[str]:
+    """Without leading, trailing or repeated blank lines."""
+    kept = [line for index, line in enumerate(block) if line or (index > 0 and block[index - 1])]
+    return kept[:-1] if kept[-1:] == [""] else kept
 
 
 # --- MIME --------------------------------------------------------------------------------------------
@@ -257,14 +276,17 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
 
 def _unflow(text: str, delete_space: bool) -> str:
     """RFC 3676: join soft line breaks (a line ending in a space), so a wrapped reason reads whole."""
-    lines: list[str] = []
+    pieces: list[str] = []
+    previous: str | None = None
     for line in text.split("\n"):
         line = line[1:] if line.startswith(" ") else line  # space-stuffing
-        if lines and _is_soft_break(lines[-1], line):
-            lines[-1] = (lines[-1][:-1] if delete_space else lines[-1]) + line
-        else:
-            lines.append(line)
-    return "\n".join(lines)
+        if previous is not None:
+            soft = _is_soft_break(previous, line)
+            pieces[-1] = pieces[-1][:-1] if soft and delete_space else pieces[-1]
+            pieces.append("" if soft else "\n")
+        pieces.append(line)
+        previous = line
+    return "".join(pieces)
 
 
 def _is_soft_break(previous: str, line: str) -> bool:
@@ -296,6 +318,8 @@ class _HtmlText(HTMLParser):
             self.cut = True
         elif tag in SKIPPED_TAGS or QUOTE_CLASSES & set((found.get("class") or "").split()):
             self.skipping, self.depth = tag, 1
+            if tag not in NON_TEXT_TAGS:  # a quote stays a quote line: text after it is read as own text
+                self.chunks.append("\n>\n")
         elif tag == "hr":
             self.chunks.append("\n" + "_" * 32 + "\n")
         elif tag in BLOCK_TAGS:

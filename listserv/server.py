@@ -42,7 +42,7 @@ class Forum:
         self.settings = settings
         self.moderation = build_moderation(settings, clock)
         self.book = self.moderation.notifier.book
-        replies = ModeratorMail(self.moderation, self.moderation.templates.vocabulary(settings.languages))
+        replies = ModeratorMail(self.moderation)
         self.outbox = OutboxSender(engine, settings.delivery, settings.site.data_dir / "outbox", clock)
         self.worker = Worker(
             engine,
