@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from listserv import members, schema
 from listserv.config import ConfigError, Settings, config_path, load_settings
 from listserv.db import make_engine
+from listserv.moderation import audit_trail, find_held, moderation_queue
 from listserv.provision import initialise
-from listserv.server import Forum
+from listserv.server import Forum, build_moderation
 
 
 class CommandError(Exception):
@@ -49,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"error: the database at {engine.url.render_as_string(hide_password=True)} cannot be used: "
             f"{error.orig}",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as error:  # a bug: one line for the operator, the traceback in the debug log
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        print(
+            f"error: unexpected {type(error).__name__}: {error} (run with --log-level DEBUG for details)",
             file=sys.stderr,
         )
         return 1
@@ -86,7 +94,32 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--list", dest="list_name")
     password = _command(member_commands, "set-password", "set a password, read from stdin", cmd_password)
     password.add_argument("email")
+    _moderation_commands(commands)
     return parser
+
+
+def _moderation_commands(commands: argparse._SubParsersAction) -> None:
+    queue = _command(commands, "queue", "list held posts and proposals", cmd_queue)
+    queue.add_argument("--list", dest="list_name")
+    for action in ("approve", "discard", "reject"):
+        decide = _command(commands, action, f"{action} a held post by its reply code or number", cmd_decide)
+        decide.add_argument("held", metavar="CODE-or-ID")
+        decide.add_argument(
+            "--as",
+            dest="actor",
+            default=f"operator:{getpass.getuser()}",
+            help="who decides, for the audit (default: operator:<login>)",
+        )
+        decide.set_defaults(action=action)
+        if action == "reject":
+            decide.add_argument("--reason", required=True, help="sent to the sender")
+    audit = _command(commands, "audit", "show the moderation audit trail", cmd_audit)
+    audit.add_argument("--list", dest="list_name")
+    audit.add_argument("--limit", type=int, default=100)
+    jobs = commands.add_parser("jobs", help="run a scheduled job now")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    run = _command(job_commands, "run", "run one job now (the same keys as the scheduler)", cmd_job)
+    run.add_argument("job", choices=["reminders"])
 
 
 def _command(
@@ -187,4 +220,68 @@ def cmd_password(args: argparse.Namespace, settings: Settings, engine: Engine) -
         if not members.set_password(session, args.email, password):
             raise CommandError(f"{args.email} is not a member; add them first")
     print(f"{args.email}: password set")
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    with Session(engine) as session:
+        for held in moderation_queue(session, args.list_name):
+            print(
+                "\t".join(
+                    [
+                        f"#{held.id}",
+                        held.list_name,
+                        held.kind,
+                        held.held_at.isoformat(timespec="minutes"),
+                        held.sender,
+                        held.subject,
+                    ]
+                )
+            )
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    moderation = build_moderation(settings)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        held = find_held(session, args.held)
+        if held is None:
+            raise CommandError(f"no held post with code or number {args.held!r}; see 'listserv queue'")
+        decision = moderation.decide(
+            session, held, args.action, args.actor, "cli", getattr(args, "reason", "")
+        )
+    if decision.result != "decided":
+        raise CommandError(
+            f"#{held.id} not changed: {decision.result.replace('_', ' ')} "
+            f"({held.state} by {held.decided_by or '-'})"
+        )
+    print(f"#{held.id} {held.state}: {held.subject}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    with Session(engine) as session:
+        for row in audit_trail(session, args.list_name, args.limit):
+            print(
+                "\t".join(
+                    [
+                        row.at.isoformat(timespec="seconds"),
+                        row.list_name or "-",
+                        row.channel,
+                        row.actor,
+                        row.action,
+                        row.result,
+                        f"#{row.held_id}" if row.held_id else "-",
+                        row.detail,
+                    ]
+                )
+            )
+    return 0
+
+
+def cmd_job(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    moderation = build_moderation(settings)
+    with Session(engine) as session, session.begin():
+        sent = moderation.send_reminders(session)
+    print(f"reminders: {sent} notice(s) queued")
     return 0

@@ -66,6 +66,20 @@ def find_held(session: Session, code_or_id: str) -> Held | None:
     return None
 
 
+def moderation_queue(session: Session, list_name: str | None = None) -> list[Held]:
+    query = select(Held).where(Held.state == "held").order_by(Held.held_at)
+    if list_name:
+        query = query.where(Held.list_name == list_name)
+    return list(session.scalars(query))
+
+
+def audit_trail(session: Session, list_name: str | None = None, limit: int = 100) -> list[Audit]:
+    query = select(Audit).order_by(Audit.id.desc()).limit(limit)
+    if list_name:
+        query = query.where(Audit.list_name == list_name)
+    return list(reversed(session.scalars(query).all()))
+
+
 class Moderation:
     def __init__(self, notifier: Notifier, secret: bytes) -> None:
         self.notifier = notifier

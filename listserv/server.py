@@ -22,6 +22,7 @@ from listserv.notices import Notifier
 from listserv.outbox import OutboxSender
 from listserv.pipeline import Worker
 from listserv.render import MailTemplates
+from listserv.scheduler import build_scheduler, hourly, reminders_job
 from listserv.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ class Forum:
             hostname=settings.smtp.hostname or settings.site.domain,
             max_message_bytes=settings.smtp.max_message_bytes,
         )
+        self.scheduler = build_scheduler(
+            settings.site.timezone,
+            {
+                "reminders": (reminders_job(engine, self.moderation, self.outbox.background.wake), hourly()),
+            },
+        )
         self.smtp_port: int | None = None
 
     async def start(self) -> None:
@@ -66,6 +73,7 @@ class Forum:
         self.outbox.background.start()
         self.worker.background.start()  # resumes whatever was stored and not yet processed
         self.smtp_port = await self.ingress.start(self.settings.smtp.host, self.settings.smtp.port)
+        self.scheduler.start()
         log.info(
             "SMTP listening on %s:%d for @%s (%d lists)",
             self.settings.smtp.host,
@@ -76,6 +84,7 @@ class Forum:
 
     async def stop(self) -> None:
         """Stop accepting, finish transactions under way, commit, stop processing, then sending."""
+        self.scheduler.shutdown(wait=True)
         await self.ingress.stop()
         self.spool.stop()
         await self.worker.background.stop()

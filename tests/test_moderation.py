@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import smtplib
+import threading
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -332,3 +334,87 @@ def live_outbox_settles(engine: Engine) -> None:
             return session.scalar(select(Outbox.id).where(Outbox.state.in_(("queued", "sending")))) is None
 
     wait_for(settled, what="the outbox to be sent")
+
+
+def test_two_moderators_at_once_yield_one_decision(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    hold_one(live, sink)
+    moderation = live.forum.moderation
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def decide(actor: str, action: str) -> None:
+        with Session(relayed_engine, expire_on_commit=False) as session:
+            held = session.scalars(select(Held)).one()  # both read it while it is still held
+            session.commit()
+            barrier.wait(timeout=10)
+            with session.begin():
+                results.append(moderation.decide(session, held, action, actor, "web").result)
+
+    threads = [
+        threading.Thread(target=decide, args=(MOD_FR, "approve")),
+        threading.Thread(target=decide, args=(CHIEF, "reject")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == ["already_decided", "decided"]
+    [held] = held_rows(relayed_engine)
+    assert (held.state, held.decided_by) in (("approved", MOD_FR), ("rejected", CHIEF))
+    assert len(archived(relayed_engine)) == (1 if held.state == "approved" else 0)
+
+
+def test_one_reply_decides_several_posts(live: RunningForum, sink: Sink, relayed_engine: Engine) -> None:
+    for subject in ("Un", "Deux", "Trois"):
+        send(live.port, DELEGATE, "ta-fr@forum.example.org", subject, "texte")
+    notices = sink.wait_to(MOD_FR, count=3)
+    codes = {n["Subject"].split(": ", 1)[-1]: CODE.search(n["Subject"]).group(1) for n in notices}
+    body = f"approuver {codes['Un']}\nrejeter {codes['Deux']} Hors sujet\nignorer {codes['Trois']}\n"
+    send(live.port, MOD_FR, "ta-fr-moderate@forum.example.org", "Décisions", body)
+    wait_for(lambda: all(h.state != "held" for h in held_rows(relayed_engine)), what="three decisions")
+    assert {h.subject: h.state for h in held_rows(relayed_engine)} == {
+        "Un": "approved",
+        "Deux": "rejected",
+        "Trois": "discarded",
+    }
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "outlook-html-only-reject-reason",
+        "qp-latin1-rejeter-accents",
+        "gmail-es-aprobar",
+        "thunderbird-bottom-posted-discard",
+    ],
+)
+def test_real_reply_shapes_decide_over_smtp(
+    live: RunningForum, sink: Sink, relayed_engine: Engine, shape: str
+) -> None:
+    """The recorded client replies of tests/replies/, sent to the live moderate address."""
+    notice = hold_one(live, sink)
+    code = CODE.search(notice["Subject"]).group(1)
+    raw = (Path(__file__).parent / "replies" / f"{shape}.eml").read_bytes()
+    raw = re.sub(rb"(?m)^From: .*$", f"From: {MOD_FR}".encode(), raw, count=1)
+    raw = raw.replace(b"K7QXM-2PAB9-ZT4HD", code.encode())
+    with smtplib.SMTP("127.0.0.1", live.port) as client:
+        client.sendmail(MOD_FR, [f"ta-fr-moderate+{code}@forum.example.org"], raw)
+    wait_for(lambda: held_rows(relayed_engine)[0].state != "held", what=f"{shape} to decide")
+    expected = {"outlook": "rejected", "qp": "rejected", "gmail": "approved", "thunderbird": "discarded"}
+    assert held_rows(relayed_engine)[0].state == expected[shape.split("-")[0]]
+
+
+def test_a_topic_proposal_is_held_as_a_proposal(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    send(live.port, DELEGATE, "ta-fr-propose@forum.example.org", "Proposition : la douane numérique", "…")
+    [notice] = sink.wait_to(MOD_FR)
+    assert "Proposition de sujet" in notice["Subject"]
+    assert "Proposition de sujet envoyée par marie@example.fr" in notice.get_body(("plain",)).get_content()
+    [held] = held_rows(relayed_engine)
+    assert held.kind == "proposal"
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the approval")
+    assert archived(relayed_engine) == []  # a proposal joins the topic queue, not the archive
