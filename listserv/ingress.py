@@ -47,11 +47,11 @@ class IngressHandler:
             raw=raw,
         )
         try:
-            row_id = await self.spool.store(arrival)
+            await self.spool.store(arrival)
         except StorageError:
             return "451 4.3.0 Temporary storage failure; please try again later"
-        log.info("stored %s as received #%d for %s", message_id, row_id, ", ".join(arrival.rcpt_tos))
-        return f"250 2.0.0 Accepted as #{row_id}; posts are published after moderation"
+        log.debug("stored %s for %s", message_id, ", ".join(arrival.rcpt_tos))  # the worker logs at INFO
+        return f"250 2.0.0 Accepted {message_id}; posts are published after moderation"
 
 
 class IngressServer:

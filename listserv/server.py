@@ -50,6 +50,7 @@ class Forum:
             self.book,
             Handling(settings, self.book, self.moderation, replies),
             after=self.outbox.background.wake,
+            ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )
         self.spool = Spool(engine, on_stored=self.worker.background.wake)
         self.ingress = IngressServer(
