@@ -5,7 +5,10 @@ Runs inside the worker's transaction, so its effects commit with the ``processed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
+import dkim
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Kind
@@ -20,11 +23,28 @@ from listserv.outbox import enqueue
 from listserv.rules import Reason, Submission, Verdict, evaluate, is_automatic, looks_like_loop
 
 log = logging.getLogger(__name__)
+DnsLookup = Callable[..., bytes | None]
 QUIET_DEFECTS = {"MissingDate"}  # common and harmless: not worth a moderator's attention
 
 
+def verify_dkim(raw: bytes, dns: DnsLookup | None = None) -> bool:
+    """dkimpy's verification; any error in an unreadable signature counts as a failure."""
+    try:
+        return bool(dkim.verify(raw, dnsfunc=dns, timeout=5) if dns else dkim.verify(raw, timeout=5))
+    except Exception:  # dkimpy raises its own errors for malformed signatures and DNS failures
+        return False
+
+
 class Handling:
-    def __init__(self, settings: Settings, book: AddressBook, moderation: Moderation, replies: ModeratorMail):
+    def __init__(
+        self,
+        settings: Settings,
+        book: AddressBook,
+        moderation: Moderation,
+        replies: ModeratorMail,
+        dns: DnsLookup | None = None,
+    ) -> None:
+        self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
         self.settings = settings
         self.book = book
         self.moderation = moderation
@@ -56,6 +76,8 @@ class Handling:
             sender=sender_status(session, post.sender, list_name, self.settings),
             list_id=self.book.list_id(list_name),
             loop_marker=self.book.loop_marker,
+            raw=received.raw,
+            verify_dkim=partial(verify_dkim, dns=self.dns),
         )
 
     def _submit(

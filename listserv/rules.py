@@ -61,6 +61,8 @@ class Submission:
     sender: Sender
     list_id: str  # our List-Id value for this list, to recognise our own mail coming back
     loop_marker: str  # our X-Loop value
+    raw: bytes = b""
+    verify_dkim: Callable[[bytes], bool] | None = None  # local DKIM check (dkimpy), when configured
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,17 @@ def _auth_results(value: str, trusted: str) -> list[tuple[str, str, str]]:
     return found
 
 
+def fails_local_dkim(sub: Submission) -> Reason | None:
+    """With ``moderation.verify_dkim``: a DKIM signature present but not verifiable here."""
+    if not sub.mailing_list.moderation.verify_dkim or sub.verify_dkim is None:
+        return None
+    if not any(name.lower() == "dkim-signature" for name, _ in sub.post.headers):
+        return None  # unsigned mail proves nothing either way; DMARC (above) judges the domain's policy
+    if sub.verify_dkim(sub.raw):
+        return None
+    return Reason("dkim_failed_local", {"domain": sub.sender.address.rpartition("@")[2].lower()})
+
+
 def is_preapproved(sub: Submission) -> Reason | None:
     moderation = sub.mailing_list.moderation
     if moderation.hold == "none":
@@ -154,6 +167,7 @@ POLICY: tuple[tuple[Rule, Verdict], ...] = (
     (is_automatic, Verdict.DISCARD),
     (sender_not_member, Verdict.REJECT),
     (fails_authenticity, Verdict.HOLD),
+    (fails_local_dkim, Verdict.HOLD),
     (is_preapproved, Verdict.ACCEPT),
     (always, Verdict.HOLD),
 )

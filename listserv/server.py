@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from listserv.addresses import AddressBook
 from listserv.config import Settings
 from listserv.db import utc_now
-from listserv.handling import Handling
+from listserv.handling import DnsLookup, Handling
 from listserv.ingress import IngressHandler, IngressServer
 from listserv.keys import load_or_create_secret
 from listserv.moderation import Moderation
@@ -39,7 +39,13 @@ def build_moderation(settings: Settings, clock: Callable[[], datetime] = utc_now
 class Forum:
     """Everything ``listserv serve`` runs: SMTP ingress, spool writer, worker, outbox sender."""
 
-    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        clock: Callable[[], datetime] = utc_now,
+        dns: DnsLookup | None = None,
+    ) -> None:
         self.settings = settings
         self.moderation = build_moderation(settings, clock)
         self.book = self.moderation.notifier.book
@@ -48,7 +54,7 @@ class Forum:
         self.worker = Worker(
             engine,
             self.book,
-            Handling(settings, self.book, self.moderation, replies),
+            Handling(settings, self.book, self.moderation, replies, dns),
             after=self.outbox.background.wake,
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )

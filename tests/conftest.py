@@ -98,8 +98,10 @@ def engine(settings: Settings) -> Iterator[Engine]:
 class RunningForum:
     """``Forum`` on its own event loop in a thread: the real server, reachable on 127.0.0.1."""
 
-    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
-        self.forum = Forum(settings, engine, clock)
+    def __init__(
+        self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now, dns: Any = None
+    ) -> None:
+        self.forum = Forum(settings, engine, clock, dns)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

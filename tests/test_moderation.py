@@ -3,13 +3,16 @@ with a reply code, a reply decides; outgoing mail goes through a real SMTP sink.
 
 from __future__ import annotations
 
+import base64
 import re
 import smtplib
+import subprocess
 import threading
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
+import dkim
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -418,3 +421,55 @@ def test_a_topic_proposal_is_held_as_a_proposal(
     reply_to_notice(live.port, notice, MOD_FR, "approuver")
     wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the approval")
     assert archived(relayed_engine) == []  # a proposal joins the topic queue, not the archive
+
+
+def test_local_dkim_verification_holds_a_broken_signature(
+    relayed_settings,
+    relayed_engine: Engine,
+    clock: SteppableClock,
+    sink: Sink,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """moderation.verify_dkim: a moderator's signed post goes straight through; the same post altered
+    after signing is held with the reason. DNS is a stub serving the test key."""
+    key = tmp_path / "key.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: float = 5) -> bytes | None:
+        return record if name == b"test._domainkey.forum.example.org." else None
+
+    raw = settings_with(relayed_settings, moderation={"verify_dkim": True})
+    message = (
+        f"From: {MOD_FR}\r\nTo: ta-fr@forum.example.org\r\nSubject: Signé\r\n"
+        "Message-ID: <signed@forum.example.org>\r\n\r\nBonjour.\r\n"
+    ).encode()
+    signature = dkim.sign(
+        message, b"test", b"forum.example.org", key.read_bytes(), include_headers=[b"from", b"to", b"subject"]
+    )
+    with (
+        RunningForum(raw, relayed_engine, clock, dns) as live,
+        smtplib.SMTP("127.0.0.1", live.port) as client,
+    ):
+        client.sendmail(MOD_FR, ["ta-fr@forum.example.org"], signature + message)
+        wait_for(lambda: archived(relayed_engine) == ["Signé"], what="the verified post to pass")
+        tampered = signature + message.replace(b"Bonjour.", b"Bonjour, modifi\xc3\xa9.").replace(
+            b"<signed@", b"<tampered@"
+        )
+        client.sendmail(MOD_FR, ["ta-fr@forum.example.org"], tampered)
+        [notice] = sink.wait_to(MOD_FR)
+    assert "DKIM" in notice.get_body(("plain",)).get_content()
+
+
+def settings_with(settings, **blocks):  # type: ignore[no-untyped-def]
+    from listserv.config import parse_settings
+
+    raw = settings.model_dump(mode="json")
+    raw.update(blocks)
+    for room in raw["rooms"]:  # the dump holds each room's merged copy: let the site-wide value through
+        for key in blocks:
+            room.pop(key, None)
+    return parse_settings(raw)
