@@ -21,6 +21,7 @@ from listserv.db import make_engine
 from listserv.moderation import audit_trail, find_held, moderation_queue
 from listserv.provision import initialise
 from listserv.server import Forum, build_moderation
+from listserv.status import failures, status_counts
 
 
 class CommandError(Exception):
@@ -113,6 +114,7 @@ def _moderation_commands(commands: argparse._SubParsersAction) -> None:
         decide.set_defaults(action=action)
         if action == "reject":
             decide.add_argument("--reason", required=True, help="sent to the sender")
+    _command(commands, "status", "counts of stored, held and outgoing mail; what failed and why", cmd_status)
     audit = _command(commands, "audit", "show the moderation audit trail", cmd_audit)
     audit.add_argument("--list", dest="list_name")
     audit.add_argument("--limit", type=int, default=100)
@@ -284,4 +286,14 @@ def cmd_job(args: argparse.Namespace, settings: Settings, engine: Engine) -> int
     with Session(engine) as session, session.begin():
         sent = moderation.send_reminders(session)
     print(f"reminders: {sent} notice(s) queued")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    """What an operator checks first: is anything stuck or given up on?"""
+    with Session(engine) as session:
+        for table, counts in status_counts(session).items():
+            print(f"{table}: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())))
+        for line in failures(session):
+            print(f"failed: {line}")
     return 0

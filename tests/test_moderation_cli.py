@@ -53,6 +53,9 @@ def test_queue_decide_and_audit_from_the_command_line(serve_config: tuple[Path, 
         ("cli", "discard", "decided"),
         ("cli", "approve", "already_decided"),
     ]
+    status = run_cli(config_file, "status").stdout
+    assert "held: 1 approved, 1 discarded, 1 rejected" in status
+    assert "received: 3 processed" in status and "failed:" not in status
     engine = make_engine(load_settings(config_file).database.url)
     with Session(engine) as session:
         purposes = session.scalars(select(Outbox.purpose).order_by(Outbox.id)).all()
