@@ -1,19 +1,42 @@
 """The archive: approved messages, raw bytes exactly as received, once per list and Message-ID.
-Threads and search are derived from it (and rebuilt by ``listserv reindex`` when the web issue lands)."""
+
+Threads are derived: a post's parent is the newest archived message it names (In-Reply-To, then
+References from the nearest), else — for clients that drop those headers — the latest post on the
+list with the same subject once reply markers and the list prefix are stripped, within
+``SUBJECT_THREAD_DAYS``. URLs are stable and keyed by Message-ID (the web archive serves them).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from listserv.decorate import strip_prefix
+from listserv.message import Post as ParsedPost
 from listserv.message import parse_post
 from listserv.models import Post, Received
 
+SUBJECT_THREAD_DAYS = 30
+
+
+def message_url(base_url: str, list_name: str, message_id: str) -> str:
+    """``https://…/lists/ta-en/message/abc%40example.org`` — what ``Archived-At`` points to."""
+    return f"{list_url(base_url, list_name)}message/{quote(message_id.strip('<>'), safe='@')}"
+
+
+def list_url(base_url: str, list_name: str) -> str:
+    return f"{base_url.rstrip('/')}/lists/{list_name}/"
+
+
+def subject_key(subject: str, prefix: str) -> str:
+    return " ".join(strip_prefix(subject, prefix).lower().split())[:300]
+
 
 def archive_message(
-    session: Session, received: Received | None, list_name: str, now: datetime
+    session: Session, received: Received | None, list_name: str, now: datetime, prefix: str = ""
 ) -> Post | None:
     """Archive ``received`` on ``list_name``; the existing row if it is archived there already."""
     if received is None:
@@ -33,6 +56,32 @@ def archive_message(
         date=parsed.date,
         raw=received.raw,
         archived_at=now,
+        subject_key=subject_key(parsed.subject, prefix),
     )
+    parent = find_parent(session, list_name, parsed, post.subject_key, now)
     session.add(post)
+    session.flush()
+    post.parent_id = parent.id if parent else None
+    post.thread_id = (parent.thread_id or parent.id) if parent else post.id
     return post
+
+
+def find_parent(session: Session, list_name: str, parsed: ParsedPost, key: str, now: datetime) -> Post | None:
+    named = [parsed.in_reply_to, *reversed(parsed.references)]
+    for message_id in dict.fromkeys(mid for mid in named if mid):
+        found = session.scalars(
+            select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
+        ).first()
+        if found is not None:
+            return found
+    if not named and key and parsed.subject.strip().lower() != key:  # a reply marker, but no headers
+        return session.scalars(
+            select(Post)
+            .where(
+                Post.list_name == list_name,
+                Post.subject_key == key,
+                Post.archived_at >= now - timedelta(days=SUBJECT_THREAD_DAYS),
+            )
+            .order_by(Post.id.desc())
+        ).first()
+    return None

@@ -100,6 +100,14 @@ class Relay(Strict):
 class Delivery(Strict):
     relay: Relay | None = None  # None: write outgoing mail to data_dir/outbox (a Maildir)
     give_up_after_hours: int = Field(default=96, ge=1)
+    batch_size: int = Field(default=100, ge=1, le=1000)  # recipients per SMTP transaction
+    connections: int = Field(default=4, ge=1, le=32)  # parallel connections to the relay
+    subject_prefix: str | None = None  # None: "[TA-EN]" from the list name; "" for none
+    reply_to: Literal["list", "sender"] = "list"
+    dmarc: Literal["munge", "wrap", "off"] = "munge"
+    # Sender domains whose DMARC policy is reject/quarantine: their From is rewritten (munge) or the
+    # post wrapped, else receivers would refuse our copy. (DNS lookup of policies: not yet.)
+    dmarc_domains: list[str] = []
 
 
 class Moderation(Strict):

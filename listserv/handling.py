@@ -12,7 +12,6 @@ import dkim
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Kind
-from listserv.archive import archive_message
 from listserv.config import Settings
 from listserv.members import sender_status
 from listserv.message import Post
@@ -100,7 +99,7 @@ class Handling:
                 {"subject": post.subject, "sender": post.sender},
             )
         elif outcome.verdict is Verdict.ACCEPT and route.kind == Kind.POST:
-            archive_message(session, received, list_name, self.moderation.notifier.clock())
+            self.moderation.publisher.publish(session, received, list_name, self.moderation.notifier.clock())
             self.moderation.audit(session, list_name, None, post.sender, "system", "approve", keys)
         else:
             self.moderation.hold(

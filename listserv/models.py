@@ -186,3 +186,29 @@ class Post(Base):
     date: Mapped[datetime | None]
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     archived_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # Derived (listserv reindex could rebuild them): the thread's first post, and the parent.
+    thread_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    subject_key: Mapped[str] = mapped_column(String(300), default="", index=True)  # threading fallback
+    # The copy members receive (decorated), composed once per post; deliveries reference it.
+    delivered_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Delivery(Base):
+    """One SMTP transaction's worth of an approved post: up to ``delivery.batch_size`` recipients.
+    Created with the approval; claimed (``sending``), sent, then ``sent`` — a crash re-sends at most
+    the batch in hand. Recipients a relay defers (4xx) move to a new row that waits its turn."""
+
+    __tablename__ = "delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), index=True)
+    list_name: Mapped[str] = mapped_column(String(100))
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(8), default="queued", index=True)  # queued|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from listserv.addresses import Kind
-from listserv.archive import archive_message
+from listserv.delivery import Publisher
 from listserv.members import identity_of
 from listserv.message import Post, parse_post
 from listserv.models import Audit, Held, Received, Route
@@ -81,9 +81,10 @@ def audit_trail(session: Session, list_name: str | None = None, limit: int = 100
 
 
 class Moderation:
-    def __init__(self, notifier: Notifier, secret: bytes) -> None:
+    def __init__(self, notifier: Notifier, secret: bytes, publisher: Publisher) -> None:
         self.notifier = notifier
         self.secret = secret
+        self.publisher = publisher
         self.settings = notifier.settings
         self.templates = notifier.templates
 
@@ -223,9 +224,8 @@ class Moderation:
 
     def _carry_out(self, session: Session, held: Held, action: Action, reason: str) -> None:
         if action == "approve" and held.kind == "post":
-            archive_message(
-                session, session.get(Received, held.received_id), held.list_name, self.notifier.clock()
-            )
+            received = session.get(Received, held.received_id)
+            self.publisher.publish(session, received, held.list_name, self.notifier.clock())
         elif action == "reject" and held.sender:
             self.notifier.send(
                 session,

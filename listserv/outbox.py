@@ -10,12 +10,8 @@ failures are retried with exponential backoff and jitter until ``delivery.give_u
 from __future__ import annotations
 
 import logging
-import mailbox
-import random
-import smtplib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -23,12 +19,11 @@ from sqlalchemy.orm import Session
 from listserv.background import Background
 from listserv.config import Delivery
 from listserv.models import Outbox
+from listserv.transport import PermanentFailure, TransientFailure, Transport, backoff
 
 log = logging.getLogger(__name__)
 BATCH = 50
 IDLE_SWEEP_SECONDS = 30.0
-FIRST_RETRY_SECONDS = 60
-MAX_RETRY_SECONDS = 3600
 
 
 def enqueue(
@@ -48,17 +43,13 @@ def enqueue(
     return row
 
 
-class PermanentFailure(Exception):
-    """The relay refused the message for good (5xx)."""
-
-
 class OutboxSender:
     def __init__(
-        self, engine: Engine, delivery: Delivery, maildir: Path, clock: Callable[[], datetime]
+        self, engine: Engine, delivery: Delivery, transport: Transport, clock: Callable[[], datetime]
     ) -> None:
         self._engine = engine
         self._delivery = delivery
-        self._maildir = maildir
+        self._transport = transport
         self._clock = clock
         self.background = Background("outbox", self.send_due, BATCH, IDLE_SWEEP_SECONDS)
 
@@ -90,38 +81,22 @@ class OutboxSender:
 
     def _send_one(self, row: Outbox) -> None:
         try:
-            self.transmit(row.mail_from, row.recipients, row.raw)
+            refused = self._transport.send(row.mail_from, row.recipients, row.raw)
         except PermanentFailure as error:
             self._finish(row, "failed", str(error))
             log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, error)
-        except (smtplib.SMTPException, OSError) as error:
-            self._retry(row, f"{type(error).__name__}: {error}")
+            return
+        except TransientFailure as error:
+            self._retry(row, str(error))
+            return
+        deferred = [rcpt for rcpt, (code, _) in refused.items() if code < 500]
+        if deferred:  # notices have one recipient: a deferral is the whole message's
+            self._retry(row, f"deferred: {refused}")
+        elif refused:
+            self._finish(row, "failed", f"refused: {refused}")
+            log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, refused)
         else:
             self._finish(row, "sent", None)
-
-    def transmit(self, mail_from: str, recipients: list[str], raw: bytes) -> None:
-        relay = self._delivery.relay
-        if relay is None:
-            self._write_maildir(mail_from, recipients, raw)
-            return
-        with smtplib.SMTP(relay.host, relay.port, timeout=60) as client:
-            try:
-                refused = client.sendmail(mail_from, recipients, raw)
-            except smtplib.SMTPRecipientsRefused as error:
-                refused = error.recipients
-            except smtplib.SMTPResponseException as error:
-                if error.smtp_code >= 500:
-                    raise PermanentFailure(f"{error.smtp_code} {error.smtp_error!r}") from None
-                raise
-        permanent = {rcpt: answer for rcpt, answer in refused.items() if answer[0] >= 500}
-        if permanent and len(permanent) == len(recipients):
-            raise PermanentFailure(f"every recipient refused: {permanent}")
-        if refused:  # some refused: the bounce handling of the delivery issue takes over
-            log.warning("relay refused some recipients: %s", refused)
-
-    def _write_maildir(self, mail_from: str, recipients: list[str], raw: bytes) -> None:
-        envelope = f"Return-Path: <{mail_from}>\r\nX-Original-To: {', '.join(recipients)}\r\n".encode()
-        mailbox.Maildir(self._maildir, create=True).add(envelope + raw)
 
     def _finish(self, row: Outbox, state: str, error: str | None) -> None:
         with Session(self._engine) as session, session.begin():
@@ -144,8 +119,7 @@ class OutboxSender:
                 "outbox #%d (%s) given up after %d attempts: %s", row.id, row.purpose, row.attempts, error
             )
             return
-        delay = min(FIRST_RETRY_SECONDS * 2**row.attempts, MAX_RETRY_SECONDS)
-        delay *= random.uniform(0.8, 1.2)  # jitter: retries of a relay outage don't arrive in step
+        delay = backoff(row.attempts)
         with Session(self._engine) as session, session.begin():
             session.execute(
                 update(Outbox)
@@ -154,7 +128,7 @@ class OutboxSender:
                     state="queued",
                     attempts=row.attempts + 1,
                     last_error=error,
-                    next_attempt_at=now + timedelta(seconds=delay),
+                    next_attempt_at=now + delay,
                 )
             )
-        log.warning("outbox #%d (%s) will be retried in %.0f s: %s", row.id, row.purpose, delay, error)
+        log.warning("outbox #%d (%s) will be retried in %s: %s", row.id, row.purpose, delay, error)

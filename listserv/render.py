@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from babel.dates import format_date, format_time
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
 from listserv.reply import Action
 from listserv.rules import Reason
@@ -46,7 +46,7 @@ class MailTemplates:
         self.timezone = ZoneInfo(timezone)
         self.env = Environment(
             loader=FileSystemLoader(self.root),
-            autoescape=False,  # plain-text mail
+            autoescape=select_autoescape(["html"]),  # .txt mail is plain text; .html fragments escape
             undefined=StrictUndefined,  # a template asking for a missing variable is a bug: fail loudly
             trim_blocks=True,
             lstrip_blocks=True,
@@ -60,6 +60,11 @@ class MailTemplates:
         subjects = [line[8:].strip() for line in head.splitlines() if line.lower().startswith("subject:")]
         subject = subjects[0] if subjects else ""
         return RenderedMail(subject, body.lstrip("\n"), used)
+
+    def render_fragment(self, name: str, language: str, **context: Any) -> str:
+        """A template with no Subject line (the members' footer)."""
+        template, _ = self._find(name, language)
+        return template.render(**context)
 
     def _find(self, name: str, language: str) -> tuple[Any, str]:
         for candidate in dict.fromkeys((language, FALLBACK)):

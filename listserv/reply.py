@@ -122,6 +122,19 @@ def read_reply(raw: bytes, vocabulary: Mapping[str, Action], standalone: Iterabl
     return ReplyReading(commands, "\n\n".join("\n".join(block) for block in blocks), understood)
 
 
+def own_lines(raw: bytes) -> list[str]:
+    """The sender's own lines, stripped and in order, as ``read_reply`` sees them: quoted text,
+    attributions, signatures, mobile footers and attached messages left out; blank lines dropped.
+    Own text written below a quote (bottom posting) follows the text above it. Never raises: [] when
+    the mail has no readable text."""
+    try:
+        text = _body_text(email.message_from_bytes(raw, policy=email.policy.compat32))
+        blocks = _own_blocks(text) if text is not None else []
+    except Exception:  # hostile input, as in read_reply
+        return []
+    return [line for block in blocks for line in block if line]
+
+
 def _decide(
     lines: list[str], words: Mapping[str, Action], standalone: frozenset[str]
 ) -> tuple[tuple[Command, ...], bool]:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from listserv.addresses import AddressBook
 from listserv.config import Settings
 from listserv.db import utc_now
+from listserv.delivery import Deliverer, Publisher
 from listserv.handling import DnsLookup, Handling
 from listserv.ingress import IngressHandler, IngressServer
 from listserv.keys import load_or_create_secret
@@ -24,6 +25,7 @@ from listserv.pipeline import Worker
 from listserv.render import MailTemplates
 from listserv.scheduler import build_scheduler, hourly, reminders_job
 from listserv.spool import Spool
+from listserv.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ def build_moderation(settings: Settings, clock: Callable[[], datetime] = utc_now
     book = AddressBook(settings.site.domain, settings.lists)
     templates = MailTemplates(settings.site.templates_dir, settings.site.timezone)
     secret = load_or_create_secret(settings.site.data_dir / "secret")
-    return Moderation(Notifier(settings, book, templates, clock), secret)
+    publisher = Publisher(settings, book, templates)
+    return Moderation(Notifier(settings, book, templates, clock), secret, publisher)
 
 
 class Forum:
@@ -50,12 +53,14 @@ class Forum:
         self.moderation = build_moderation(settings, clock)
         self.book = self.moderation.notifier.book
         replies = ModeratorMail(self.moderation)
-        self.outbox = OutboxSender(engine, settings.delivery, settings.site.data_dir / "outbox", clock)
+        transport = Transport(settings.delivery.relay, settings.site.data_dir / "outbox")
+        self.outbox = OutboxSender(engine, settings.delivery, transport, clock)
+        self.deliverer = Deliverer(engine, settings, transport, clock)
         self.worker = Worker(
             engine,
             self.book,
             Handling(settings, self.book, self.moderation, replies, dns),
-            after=self.outbox.background.wake,
+            after=self._wake_senders,
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )
         self.spool = Spool(engine, on_stored=self.worker.background.wake)
@@ -67,17 +72,24 @@ class Forum:
         self.scheduler = build_scheduler(
             settings.site.timezone,
             {
-                "reminders": (reminders_job(engine, self.moderation, self.outbox.background.wake), hourly()),
+                "reminders": (reminders_job(engine, self.moderation, self._wake_senders), hourly()),
             },
         )
         self.smtp_port: int | None = None
 
+    def _wake_senders(self) -> None:
+        self.outbox.background.wake()
+        self.deliverer.background.wake()
+
     async def start(self) -> None:
         self.spool.start()
-        requeued = await asyncio.to_thread(self.outbox.requeue_interrupted)
-        if requeued:
-            log.warning("%d outgoing message(s) interrupted by a stop are queued again", requeued)
-        self.outbox.background.start()
+        for sender in (self.outbox, self.deliverer):
+            requeued = await asyncio.to_thread(sender.requeue_interrupted)
+            if requeued:
+                log.warning(
+                    "%s: %d item(s) interrupted by a stop are queued again", sender.background.name, requeued
+                )
+            sender.background.start()
         self.worker.background.start()  # resumes whatever was stored and not yet processed
         self.smtp_port = await self.ingress.start(self.settings.smtp.host, self.settings.smtp.port)
         self.scheduler.start()
@@ -96,6 +108,8 @@ class Forum:
         self.spool.stop()
         await self.worker.background.stop()
         await self.outbox.background.stop()
+        await self.deliverer.background.stop()
+        self.deliverer.close()
         log.info("stopped cleanly")
 
     async def serve_until_signalled(self) -> None:

@@ -258,22 +258,55 @@ class Sink:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self.raw: list[bytes] = []
+        self.defer_all = False  # answer 451 to every DATA: the relay is struggling
+        self.refuse: dict[str, str] = {}  # recipient → RCPT answer, e.g. "450 4.2.1 Mailbox busy"
         self._lock = threading.Lock()
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        if self.defer_all:
+            return "451 4.3.0 Try again later"
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+            self.raw.append(envelope.content)
         return "250 OK"
 
-    def to(self, address: str) -> list[EmailMessage]:
-        with self._lock:
-            return [message for _, rcpts, message in self.messages if address in rcpts]
+    def restart(self) -> None:
+        """Back on the same port after ``controller.stop()`` (a Controller cannot start twice)."""
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.controller.port)
+        self.controller.start()
 
-    def wait_to(self, address: str, count: int = 1, timeout: float = 15.0) -> list[EmailMessage]:
-        wait_for(lambda: len(self.to(address)) >= count, timeout, f"{count} message(s) to {address}")
-        return self.to(address)
+    def recipients(self) -> list[str]:
+        """Every recipient of every list copy received, with repeats."""
+        with self._lock:
+            return [rcpt for _, rcpts, message in self.messages if message["List-Id"] for rcpt in rcpts]
+
+    def to(self, address: str, list_copies: bool = False) -> list[EmailMessage]:
+        """Personal mail to ``address`` (notices); with ``list_copies``, only the list's posts."""
+        with self._lock:
+            return [
+                message
+                for _, rcpts, message in self.messages
+                if address in rcpts and (message["List-Id"] is not None) == list_copies
+            ]
+
+    def wait_to(
+        self, address: str, count: int = 1, timeout: float = 15.0, list_copies: bool = False
+    ) -> list[EmailMessage]:
+        wait_for(
+            lambda: len(self.to(address, list_copies)) >= count, timeout, f"{count} message(s) to {address}"
+        )
+        return self.to(address, list_copies)
 
 
 @pytest.fixture

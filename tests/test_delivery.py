@@ -1,0 +1,262 @@
+"""Delivery end to end over real SMTP: approval → decorated copies to every `each` member through a real
+SMTP sink, with retries when the relay defers or is down. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import signal
+import smtplib
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.orm import Session
+
+from listserv.decorate import decorate
+from listserv.members import apply_rows, check_row
+from listserv.db import make_engine, utc_now
+from listserv.models import Delivery, Member, Post, Received, Subscription
+from listserv.models import MailingList as ListRow
+from tests.conftest import (
+    RunningForum,
+    ServeProcess,
+    Sink,
+    SteppableClock,
+    free_port,
+    make_config,
+    run_cli,
+    wait_for,
+)
+from tests.test_moderation import CODE, MOD_FR, reply_to_notice, send
+
+MEMBERS = [
+    ("ana@example.org", "ta-fr", "each"),
+    ("ben@example.org", "ta-fr", "each"),
+    ("carla@example.org", "ta-fr", "digest"),
+    ("dan@example.org", "ta-fr", "none"),
+    ("eve@example.org", "ta-en", "each"),  # another list
+]
+
+
+@pytest.fixture(autouse=True)
+def members(relayed_engine: Engine, relayed_settings) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        check_row(
+            {
+                "email": address,
+                "name": address.split("@")[0].title(),
+                "country": "Chile",
+                "lists": lists,
+                "role": "delegate",
+                "delivery": mode,
+                "language": "",
+            },
+            relayed_settings,
+        )
+        for address, lists, mode in MEMBERS
+    ]
+    with Session(relayed_engine) as session, session.begin():
+        apply_rows(session, rows)
+
+
+def deliveries(engine: Engine) -> dict[str, int]:
+    with Session(engine) as session:
+        return dict(session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
+
+
+def approve_one(live: RunningForum, sink: Sink, subject: str = "Formation des formateurs") -> None:
+    send(
+        live.port, "ana@example.org", "ta-fr@forum.example.org", subject, "Bonjour à tous,\nnotre expérience…"
+    )
+    notice = sink.wait_to(MOD_FR)[-1]
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")
+
+
+def test_an_approved_post_reaches_each_member_once_decorated(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    approve_one(live, sink)
+    expected = {"ana@example.org", "ben@example.org", MOD_FR}  # the moderator reads the list too
+    wait_for(lambda: set(sink.recipients()) == expected, what="the copies")
+    assert sorted(sink.recipients()) == sorted(expected)  # one each; digest, none and ta-en: nothing
+    copy = sink.to("ben@example.org", list_copies=True)[0]
+    assert copy["Subject"] == "[TA-FR] Formation des formateurs"
+    assert copy["List-Id"] == '"Assistance technique" <ta-fr.forum.example.org>'
+    assert copy["List-Post"] == "<mailto:ta-fr@forum.example.org>"
+    assert "mailto:ta-fr-request@forum.example.org?subject=unsubscribe" in copy["List-Unsubscribe"]
+    assert copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert copy["Archived-At"].startswith("<http://127.0.0.1:8080/lists/ta-fr/message/")
+    assert copy["Precedence"] == "list"
+    body = copy.get_body(("plain",)).get_content()
+    assert "notre expérience" in body and "ta-fr-request@forum.example.org" in body
+    with Session(relayed_engine) as session:
+        post = session.scalars(select(Post)).one()
+        received = session.get(Received, post.received_id)
+        assert post.raw == received.raw  # the archive keeps the bytes as received
+        assert post.thread_id == post.id
+    assert deliveries(relayed_engine) == {"sent": 1}
+
+
+def test_replies_thread_and_never_stack_the_prefix(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    approve_one(live, sink)
+    wait_for(lambda: len(sink.recipients()) == 3, what="the first post")
+    original = sink.to("ben@example.org", list_copies=True)[0]
+    send(
+        live.port,
+        "ben@example.org",
+        "ta-fr@forum.example.org",
+        "Re: " + original["Subject"],
+        "D'accord.",
+        In_Reply_To=original["Message-ID"],
+        References=original["Message-ID"],
+    )
+    notice = sink.wait_to(MOD_FR, count=2)[-1]
+    reply_to_notice(live.port, notice, MOD_FR, "")
+    wait_for(lambda: len(sink.recipients()) == 6, what="the reply")
+    reply = sink.to("ana@example.org", list_copies=True)[-1]
+    assert reply["Subject"] == "Re: [TA-FR] Formation des formateurs"
+    with Session(relayed_engine) as session:
+        first, second = session.scalars(select(Post).order_by(Post.id)).all()
+        assert (second.thread_id, second.parent_id) == (first.id, first.id)
+
+
+def test_a_deferring_relay_delays_but_loses_nothing(
+    live: RunningForum, sink: Sink, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    sink.refuse["ben@example.org"] = "450 4.2.1 Mailbox busy, try later"
+    approve_one(live, sink)
+    wait_for(lambda: "ana@example.org" in sink.recipients(), what="the accepted recipients")
+    assert "ben@example.org" not in sink.recipients()
+    wait_for(lambda: deliveries(relayed_engine) == {"sent": 1, "queued": 1}, what="ben's retry row")
+    sink.refuse.clear()
+    sink.defer_all = True  # and now the whole relay defers
+    clock.advance(minutes=5)
+    live.forum.deliverer.background.wake()
+    wait_for(lambda: _attempts(relayed_engine) >= 2, what="a second, deferred attempt")
+    sink.defer_all = False
+    clock.advance(hours=2)
+    live.forum.deliverer.background.wake()
+    wait_for(lambda: "ben@example.org" in sink.recipients(), what="ben's copy after the relay recovers")
+    assert sorted(sink.recipients()).count("ben@example.org") == 1
+    assert deliveries(relayed_engine) == {"sent": 2}
+
+
+def test_a_relay_that_is_down_is_retried(
+    live: RunningForum, sink: Sink, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    send(live.port, "ana@example.org", "ta-fr@forum.example.org", "Sujet", "Texte")
+    notice = sink.wait_to(MOD_FR)[-1]
+    sink.controller.stop()  # the relay goes away after delivering the notice
+    try:
+        reply_to_notice(live.port, notice, MOD_FR, "approuver")  # to our ingress: still up
+        wait_for(
+            lambda: deliveries(relayed_engine).get("queued") == 1 and _attempts(relayed_engine) >= 1,
+            what="a failed first attempt",
+        )
+    finally:
+        sink.restart()
+    clock.advance(hours=1)
+    live.forum.deliverer.background.wake()
+    wait_for(lambda: len(sink.recipients()) == 3, what="every copy once the relay is back")
+    assert deliveries(relayed_engine) == {"sent": 1}
+
+
+def _attempts(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.max(Delivery.attempts))) or 0
+
+
+def test_decorated_copies_parse_for_every_hard_message(relayed_settings, relayed_engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    """Decoration of the corpus through the real Publisher: never raises, always a List-Id."""
+    from listserv.server import build_moderation
+
+    publisher = build_moderation(relayed_settings).publisher
+    mailing_list = relayed_settings.lists["ta-en"]
+    for path in sorted((Path(__file__).parent / "messages").glob("*.eml")):
+        post = Post(list_name="ta-en", message_id=f"<{path.stem}@x>", raw=path.read_bytes())
+        copy = decorate(post.raw, publisher.decoration(mailing_list, post))
+        decorated = email.message_from_bytes(copy, policy=email.policy.compat32)
+        assert decorated["List-Id"], path.name
+
+
+def test_sigkill_during_a_10000_recipient_delivery_loses_no_one(
+    tmp_path: Path, db_url: str, sink: Sink
+) -> None:
+    """serve is killed mid-fan-out and restarted: every member gets the post; repeats only for the
+    batches that were in flight (at most connections × batch size)."""
+    raw = make_config(tmp_path, db_url)
+    port = free_port()
+    raw["smtp"]["port"] = port
+    raw["delivery"] = {
+        "relay": {"host": "127.0.0.1", "port": sink.controller.port},
+        "batch_size": 100,
+        "connections": 4,
+    }
+    raw["moderation"] = {"hold": "none"}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert run_cli(config_file, "init").returncode == 0
+    addresses = [f"delegate{number:05d}@example.org" for number in range(10_000)]
+    add_members_in_bulk(db_url, "ta-en", addresses)
+    server = ServeProcess(config_file, port).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.sendmail(
+                addresses[0],
+                ["ta-en@forum.example.org"],
+                f"From: {addresses[0]}\r\nSubject: Big\r\nMessage-ID: <big@x>\r\n\r\nHi\r\n".encode(),
+            )
+        wait_for(lambda: len(sink.recipients()) >= 2_000, timeout=60, what="the fan-out under way")
+        server.signal(signal.SIGKILL)
+        server.wait()
+        assert len(set(sink.recipients())) < 10_000  # killed mid-way, or the test proves nothing
+        restarted = ServeProcess(config_file, port).start()
+        try:
+            wait_for(lambda: set(sink.recipients()) >= set(addresses), timeout=120, what="every member")
+        finally:
+            restarted.stop()
+    finally:
+        server.stop()
+    repeats = len(sink.recipients()) - len(set(sink.recipients()))
+    assert repeats <= 4 * 100
+
+
+def add_members_in_bulk(db_url: str, list_name: str, addresses: list[str]) -> None:
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        list_id = connection.scalar(select(ListRow.id).where(ListRow.name == list_name))
+        connection.execute(
+            insert(Member),
+            [
+                {
+                    "email": a,
+                    "email_key": a,
+                    "name": "",
+                    "country": "",
+                    "role": "delegate",
+                    "is_chief": False,
+                    "created_at": utc_now(),
+                }
+                for a in addresses
+            ],
+        )
+        ids = connection.execute(select(Member.id).where(Member.email_key.in_(addresses))).scalars().all()
+        connection.execute(
+            insert(Subscription),
+            [
+                {
+                    "member_id": member_id,
+                    "list_id": list_id,
+                    "delivery": "each",
+                    "digest_period": "daily",
+                    "bounce_score": 0.0,
+                    "created_at": utc_now(),
+                }
+                for member_id in ids
+            ],
+        )
+    engine.dispose()
