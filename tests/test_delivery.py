@@ -14,9 +14,9 @@ import yaml
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
+from listserv.db import make_engine, utc_now
 from listserv.decorate import decorate
 from listserv.members import apply_rows, check_row
-from listserv.db import make_engine, utc_now
 from listserv.models import Delivery, Member, Post, Received, Subscription
 from listserv.models import MailingList as ListRow
 from tests.conftest import (
@@ -29,7 +29,7 @@ from tests.conftest import (
     run_cli,
     wait_for,
 )
-from tests.test_moderation import CODE, MOD_FR, reply_to_notice, send
+from tests.test_moderation import MOD_FR, reply_to_notice, send
 
 MEMBERS = [
     ("ana@example.org", "ta-fr", "each"),
