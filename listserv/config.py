@@ -108,6 +108,7 @@ class Delivery(Strict):
     # Sender domains whose DMARC policy is reject/quarantine: their From is rewritten (munge) or the
     # post wrapped, else receivers would refuse our copy. (DNS lookup of policies: not yet.)
     dmarc_domains: list[str] = []
+    bounce_threshold: float = Field(default=5.0, gt=0)  # hard bounce 1.0, soft 0.5 a day; then a probe
 
 
 class Moderation(Strict):

@@ -433,4 +433,6 @@ def mixed(message: Entity, first: bytes, footer: str, seed: bytes) -> Entity:
     delimiter = b"--" + boundary.encode()
     body = b"".join(delimiter + CRLF + part + CRLF for part in parts) + delimiter + b"--" + CRLF
     content_type = f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n'.encode()
-    return Entity((*message.without("mime-version").fields, b"MIME-Version: 1.0\r\n", content_type), body)
+    eight_bit = () if body.isascii() else (b"Content-Transfer-Encoding: 8bit\r\n",)  # RFC 2045 §6.4
+    fields = (*message.without("mime-version").fields, b"MIME-Version: 1.0\r\n", content_type, *eight_bit)
+    return Entity(fields, body)

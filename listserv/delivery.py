@@ -102,7 +102,11 @@ class Publisher:
             select(Member.email)
             .join(Subscription, Subscription.member_id == Member.id)
             .join(ListRow, ListRow.id == Subscription.list_id)
-            .where(ListRow.name == mailing_list.name, Subscription.delivery == "each")
+            .where(
+                ListRow.name == mailing_list.name,
+                Subscription.delivery == "each",
+                Subscription.disabled_at.is_(None),  # suspended after bounces
+            )
             .order_by(Member.id)
         ).all()
         size = mailing_list.delivery.batch_size
@@ -135,8 +139,14 @@ class Attempt:
 
 class Deliverer:
     def __init__(
-        self, engine: Engine, settings: Settings, transport: Transport, clock: Callable[[], datetime]
+        self,
+        engine: Engine,
+        settings: Settings,
+        transport: Transport,
+        clock: Callable[[], datetime],
+        on_hard_bounce: Callable[[Session, str, str], None] = lambda *_: None,
     ) -> None:
+        self._on_hard_bounce = on_hard_bounce  # (session, list name, address): scored like a DSN
         self._engine = engine
         self._settings = settings
         self._transport = transport
@@ -240,6 +250,7 @@ class Deliverer:
                 log.warning(
                     "hard bounce from the relay for %s (post #%d): %d %r", rcpt, row.post_id, code, text
                 )
+                self._on_hard_bounce(session, row.list_name, rcpt)
         if deferred and now - row.created_at <= give_up:
             session.add(
                 Delivery(

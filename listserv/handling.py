@@ -12,6 +12,7 @@ import dkim
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Kind
+from listserv.bounces import Bounces
 from listserv.config import Settings
 from listserv.members import sender_status
 from listserv.message import Post
@@ -41,8 +42,10 @@ class Handling:
         book: AddressBook,
         moderation: Moderation,
         replies: ModeratorMail,
+        bounces: Bounces,
         dns: DnsLookup | None = None,
     ) -> None:
+        self.bounces = bounces
         self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
         self.settings = settings
         self.book = book
@@ -64,7 +67,9 @@ class Handling:
                 self.replies.handle(session, received, post, route, sub)
             elif route.kind == Kind.OWNER:
                 self._forward(session, received, post, sub, self.moderation.moderators_of(route.list_name))
-            else:  # -request and -bounces: recorded; the delivery issue handles them
+            elif route.kind == Kind.BOUNCES:
+                self.bounces.handle(session, received, route)
+            else:  # -request: recorded; its commands arrive with the next change
                 log.info("%s to %s-%s recorded", received.message_id, route.list_name, route.kind)
 
     def _submission(self, session: Session, received: Received, post: Post, list_name: str) -> Submission:

@@ -57,6 +57,9 @@ class Subscription(Base):
     delivery: Mapped[str] = mapped_column(String(8), default="each")  # each | digest | none
     digest_period: Mapped[str] = mapped_column(String(8), default="daily")  # daily | weekly
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
+    last_bounce_at: Mapped[datetime | None]
+    probe_sent_at: Mapped[datetime | None]  # a VERP probe is out: its bounce disables delivery
+    disabled_at: Mapped[datetime | None]  # delivery suspended after bounces; `mail` re-enables
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     member: Mapped[Member] = relationship(back_populates="subscriptions")

@@ -50,11 +50,12 @@ class Notifier:
         context: dict[str, Any],
         reply_to: str | None = None,
         attach: bytes | None = None,
+        envelope: str | None = None,
     ) -> None:
         """One personal message per recipient, in the list's language."""
         language = self.settings.lists[list_name].language
         rendered = self.templates.render(template, language, **self.common(list_name), **context)
-        bounces = self.book.address_of(list_name, Kind.BOUNCES)
+        bounces = envelope or self.book.address_of(list_name, Kind.BOUNCES)
         for recipient in recipients:
             message = self._compose(list_name, recipient, rendered.subject, rendered.body)
             if reply_to:

@@ -53,7 +53,7 @@ class MailTemplates:
             keep_trailing_newline=True,
         )
 
-    def render(self, name: str, language: str, **context: Any) -> RenderedMail:
+    def render(self, name: str, language: str, /, **context: Any) -> RenderedMail:
         template, used = self._find(name, language)
         text = template.render(**context)
         head, _, body = text.partition("\n\n")
@@ -61,7 +61,7 @@ class MailTemplates:
         subject = subjects[0] if subjects else ""
         return RenderedMail(subject, body.lstrip("\n"), used)
 
-    def render_fragment(self, name: str, language: str, **context: Any) -> str:
+    def render_fragment(self, name: str, language: str, /, **context: Any) -> str:
         """A template with no Subject line (the members' footer)."""
         template, _ = self._find(name, language)
         return template.render(**context)

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from listserv.addresses import AddressBook
+from listserv.bounces import HARD, Bounces
 from listserv.config import Settings
 from listserv.db import utc_now
 from listserv.delivery import Deliverer, Publisher
@@ -55,11 +56,22 @@ class Forum:
         replies = ModeratorMail(self.moderation)
         transport = Transport(settings.delivery.relay, settings.site.data_dir / "outbox")
         self.outbox = OutboxSender(engine, settings.delivery, transport, clock)
-        self.deliverer = Deliverer(engine, settings, transport, clock)
+        self.bounces = Bounces(
+            self.moderation.notifier, self.moderation.secret, self.moderation.moderators_of
+        )
+        self.deliverer = Deliverer(
+            engine,
+            settings,
+            transport,
+            clock,
+            on_hard_bounce=lambda session, list_name, address: self.bounces.record(
+                session, list_name, address, HARD, clock()
+            ),
+        )
         self.worker = Worker(
             engine,
             self.book,
-            Handling(settings, self.book, self.moderation, replies, dns),
+            Handling(settings, self.book, self.moderation, replies, self.bounces, dns),
             after=self._wake_senders,
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )

@@ -260,3 +260,26 @@ def add_members_in_bulk(db_url: str, list_name: str, addresses: list[str]) -> No
             ],
         )
     engine.dispose()
+
+
+def test_a_refused_recipient_scores_a_bounce_and_a_suspended_one_gets_nothing(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    sink.refuse["ben@example.org"] = "550 5.1.1 No such user"
+    approve_one(live, sink, "Premier")
+    wait_for(lambda: "ana@example.org" in sink.recipients(), what="the accepted copies")
+
+    def ben() -> Subscription:
+        with Session(relayed_engine) as session:
+            return session.scalars(
+                select(Subscription).join(Member).where(Member.email_key == "ben@example.org")
+            ).one()
+
+    wait_for(lambda: ben().bounce_score == 1.0, what="the refusal to be scored")
+    assert deliveries(relayed_engine) == {"sent": 1}  # a 5xx is not retried
+    with Session(relayed_engine) as session, session.begin():
+        session.get(Subscription, ben().id).disabled_at = utc_now()
+    sink.refuse.clear()
+    approve_one(live, sink, "Second")
+    wait_for(lambda: sink.recipients().count("ana@example.org") == 2, what="the second post")
+    assert "ben@example.org" not in sink.recipients()
