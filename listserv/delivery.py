@@ -69,7 +69,7 @@ class Publisher:
             "list_title": mailing_list.title,
             "list_address": self.book.address_of(mailing_list.name),
             "archive_url": list_url(base, mailing_list.name),
-            "unsubscribe_url": f"{list_url(base, mailing_list.name)}unsubscribe",
+            "unsubscribe_url": f"{list_url(base, mailing_list.name)}unsubscribe",  # the footer's link
             "protocol_url": f"{base.rstrip('/')}/protocol/{mailing_list.language}",
             "request_address": self.book.address_of(mailing_list.name, Kind.REQUEST),
         }
@@ -87,7 +87,9 @@ class Publisher:
             owner_address=self.book.address_of(mailing_list.name, Kind.OWNER),
             archive_url=links["archive_url"],
             message_url=message_url(base, mailing_list.name, post.message_id),
-            unsubscribe_url=links["unsubscribe_url"],
+            # RFC 8058 one-click needs a URL naming the recipient and a web endpoint taking the POST;
+            # neither exists before the web archive, so only the mailto form is offered for now.
+            unsubscribe_url="",
             subject_prefix=self.prefix(mailing_list),
             reply_to=mailing_list.delivery.reply_to,
             dmarc=mailing_list.delivery.dmarc,

@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -123,7 +124,7 @@ def _decode_header(value: object, defects: list[str]) -> str:
         value = _decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
     try:
         text = str(make_header(decode_header(value)))
-    except (LookupError, UnicodeError, ValueError, AssertionError):
+    except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
         defects.append("UndecodableHeader")
         text = value
     return " ".join(text.replace("\x00", "").split())
