@@ -31,81 +31,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import math
 import multiprocessing
 import os
-import random
-import signal
 import smtplib
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from multiprocessing.queues import SimpleQueue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from common import (
+    MEMBER,
+    Cpu,
+    Sent,
+    ServerRun,
+    SqliteStore,
+    Store,
+    build_message,
+    describe_source,
+    free_port,
+    listserv_command,
+    progress,
+    running,
+    send_all,
+    serve_noop,
+    verdict,
+    write_config,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-DOMAIN = "forum.example.org"
-LIST_ADDRESS = f"ta-en@{DOMAIN}"
-MEMBER = "delegate@example.org"
 WARMUP_PER_CLIENT = 25
-IDLE_SECONDS = 2.0
 STALL_SECONDS, DRAIN_LIMIT = 5.0, 25.0  # stop waiting for the worker: no progress / in all
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 TARGET_RATIO, TARGET_START, TARGET_RSS_MB = 85.0, 1.0, 80.0
-PROSE = (
-    "the delegation supports proposal technical assistance programme budget review regional office "
-    "capacity training workshop report annex paragraph draft amendment secretariat member states "
-    "implementation timeline funding evaluation partners coordination café Zürich São Paulo résumé"
-)
-
-
-def make_body(size: int = 4600, seed: int = 7) -> str:
-    """Deterministic prose of about ``size`` bytes, in lines of at most 72 characters."""
-    rng, words = random.Random(seed), PROSE.split()
-    lines, line, total = ["Dear colleagues,", ""], "", 0
-    while total < size:
-        word = rng.choice(words)
-        if len(line) + len(word) >= 72:
-            lines.append(line)
-            total += len(line.encode()) + 2
-            line = ""
-        line = f"{line} {word}" if line else word.capitalize()
-    return "\r\n".join([*lines, line + ".", "", "Best regards,", "Ana", ""])
-
-
-BODY = make_body()
-
-
-def build_message(client: int, seq: int) -> tuple[str, bytes]:
-    """(Message-ID, raw bytes) of one ~5 KB post with the headers a real mail client sends."""
-    message_id = f"<{uuid.uuid4().hex}.{client}.{seq}@example.org>"
-    headers = (
-        f"From: Ana Delegate <{MEMBER}>\r\nTo: {LIST_ADDRESS}\r\n"
-        f"Subject: Budget review, follow-up {seq} from client {client}\r\n"
-        f"Date: {formatdate(localtime=True)}\r\nMessage-ID: {message_id}\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: text/plain; charset="utf-8"; format=flowed\r\n'
-        "Content-Transfer-Encoding: 8bit\r\nContent-Language: en-GB\r\n"
-        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.6.0\r\n\r\n"
-    )
-    return message_id, (headers + BODY).encode()
 
 
 # --- client side -------------------------------------------------------------------------------------
@@ -118,36 +85,6 @@ class Share:
     client: int
     count: int
     seconds: float
-
-
-@dataclass
-class Sent:
-    """What some connections sent: acknowledged Message-IDs, their (start, end) times, failures."""
-
-    ids: list[str] = field(default_factory=list)
-    spans: list[tuple[float, float]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def extend(self, other: Sent) -> None:
-        self.ids += other.ids
-        self.spans += other.spans
-        self.failures += other.failures
-
-
-def send_all(smtp: smtplib.SMTP, messages: list[tuple[str, bytes]], deadline: float = math.inf) -> Sent:
-    sent = Sent()
-    for message_id, raw in messages:
-        start = time.perf_counter()
-        if start > deadline:
-            break
-        try:
-            smtp.sendmail(MEMBER, [LIST_ADDRESS], raw)
-        except smtplib.SMTPException as error:
-            sent.failures.append(f"{type(error).__name__}: {error}")
-            continue
-        sent.spans.append((start, time.perf_counter()))
-        sent.ids.append(message_id)
-    return sent
 
 
 def run_connection(port: int, share: Share, barrier: Barrier, out: list[tuple[Sent, Sent]]) -> None:
@@ -180,46 +117,11 @@ def client_process(
         results.put(out)  # always: the parent waits for one answer per process
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every CPU spent not idle (user, nice, system, irq, softirq, steal) since boot."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = Path("/proc/stat").read_text().split()[1:9]
-    return sum(int(value) for value in (user, nice, system, irq, softirq, steal)) / CLOCK_TICKS
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """CPU-seconds used by the server, by the client processes and by the whole machine; wall seconds."""
-
-    server: float = 0.0
-    clients: float = 0.0
-    machine: float = 0.0
-    wall: float = 0.0
-
-    @classmethod
-    def now(cls, server_pid: int, client_pids: list[int]) -> Cpu:
-        clients = sum(cpu_seconds(pid) for pid in client_pids)
-        return cls(cpu_seconds(server_pid), clients, machine_busy_seconds(), time.perf_counter())
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(
-            self.server - other.server,
-            self.clients - other.clients,
-            self.machine - other.machine,
-            self.wall - other.wall,
-        )
-
-
 @dataclass
 class Load:
     warmup: Sent
     measured: Sent
-    cpu: Cpu = Cpu()
+    cpu: Cpu = field(default_factory=Cpu)
 
     @property
     def seconds(self) -> float:
@@ -275,136 +177,7 @@ def run_load(port: int, server_pid: int, args: argparse.Namespace) -> Load:
 # --- server processes --------------------------------------------------------------------------------
 
 
-class NoopHandler:
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
-    ) -> str:
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return "250 OK"
-
-
-async def serve_noop(port: int) -> None:
-    """Phase (a): aiosmtpd with listserv's SMTP options and a handler that does nothing, until SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    server = await loop.create_server(
-        lambda: SMTP(
-            NoopHandler(),
-            hostname=DOMAIN,  # as listserv does: without it aiosmtpd calls the slow getfqdn()
-            data_size_limit=26_214_400,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            ident="noop",
-        ),
-        host="127.0.0.1",
-        port=port,
-    )
-    await stopping.wait()
-    server.close()
-    await server.wait_closed()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def read_banner(port: int) -> bool:
-    """True when something on ``port`` greets with 220 (then we say QUIT)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            greeting = sock.makefile("rb").readline()
-            sock.sendall(b"QUIT\r\n")
-            return greeting.startswith(b"220")
-    except OSError:
-        return False
-
-
-def start_server(command: list[str], port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], float]:
-    """Spawn ``command``; return it and the seconds from spawn to its first 220 banner."""
-    with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would stall the server
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    while not read_banner(port):
-        if process.poll() is not None or time.perf_counter() - started > 60:
-            stop_server(process)
-            raise RuntimeError(f"{command[-1]} did not start; its output:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.005)
-    return process, time.perf_counter() - started
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then wait (SIGKILL only if it is still there after a minute); the exit status."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
-@dataclass
-class ServerRun:
-    """One server process: spawn-to-banner time, RSS, exit status and the errors it logged."""
-
-    process: subprocess.Popen[bytes]
-    start_seconds: float
-    start_rss_mb: float
-    idle_rss_mb: float = math.nan
-    exit_code: int | None = None
-    errors: list[str] = field(default_factory=list)
-
-    def measure_idle_rss(self) -> None:
-        time.sleep(IDLE_SECONDS)
-        self.idle_rss_mb = rss_mb(self.process.pid)
-
-
-@contextlib.contextmanager
-def running(command: list[str], port: int, log_path: Path) -> Iterator[ServerRun]:
-    process, start_seconds = start_server(command, port, log_path)
-    server = ServerRun(process, start_seconds, rss_mb(process.pid))
-    try:
-        yield server
-    finally:
-        server.exit_code = stop_server(process)
-        text = log_path.read_text(encoding="utf-8", errors="replace")
-        server.errors = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
-
-
 # --- storage -----------------------------------------------------------------------------------------
-
-
-class Store(Protocol):
-    @property
-    def url(self) -> str: ...
-
-    def query(self, statement: str) -> list[tuple[Any, ...]]: ...
-
-
-@dataclass
-class SqliteStore:
-    path: Path
-
-    @property
-    def url(self) -> str:
-        return f"sqlite:///{self.path}"
-
-    def query(self, statement: str) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)) as db:
-            return db.execute(statement).fetchall()
 
 
 @dataclass
@@ -484,22 +257,6 @@ class Phase:
     drain: Drain | None = None
 
 
-def write_config(tmp: Path, database_url: str, port: int) -> Path:
-    """The shipped config.yaml with this run's database, data dir and ports."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    config["site"]["data_dir"] = str(tmp / "var")
-    config["database"]["url"] = database_url
-    config["smtp"]["port"] = port
-    config["web"]["port"] = free_port()
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def listserv_command(config: Path, *words: str) -> list[str]:
-    return [sys.executable, "-m", "listserv", "--config", str(config), *words]
-
-
 def prepare_listserv(config: Path) -> None:
     for words in (("init",), ("members", "add", MEMBER, "--lists", "ta-en", "--name", "Ana Delegate")):
         done = subprocess.run(listserv_command(config, *words), capture_output=True, text=True)
@@ -546,23 +303,6 @@ def run_postgres_phase(args: argparse.Namespace, tmp: Path) -> Phase | str:
 
 
 # --- report ------------------------------------------------------------------------------------------
-
-
-def describe_source() -> str:
-    """Where ``listserv`` is imported from, and its git commit (+ whether listserv/ has changes)."""
-    spec = importlib.util.find_spec("listserv")
-    package = Path(spec.origin).parent if spec and spec.origin else None
-    if package is None:
-        return "listserv not importable"
-    git = ["git", "-C", str(package.parent)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "listserv"], capture_output=True, text=True
-    )
-    if commit.returncode:
-        return f"listserv from {package} (not a git checkout)"
-    dirty = " + uncommitted changes in listserv/" if changed.stdout.strip() else ""
-    return f"listserv from {package} at commit {commit.stdout.strip()}{dirty}"
 
 
 def print_header(args: argparse.Namespace) -> None:
@@ -655,10 +395,6 @@ def print_worker(phases: list[Phase]) -> None:
             print(f"  {phase.name}: {failures.count(failure)} × {failure[:150]}")
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
 def print_targets(phases: list[Phase], clients: int) -> None:
     print()
     sqlite = next((phase for phase in phases if "SQLite" in phase.name), None)
@@ -706,10 +442,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def sqlite_store(directory: Path) -> SqliteStore:
     return SqliteStore(directory / "listserv.db")
-
-
-def progress(text: str) -> None:
-    print(f"… {text}", file=sys.stderr, flush=True)
 
 
 def run_phases(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[str]]:
