@@ -19,6 +19,7 @@ from listserv import members, schema
 from listserv.config import ConfigError, Settings, config_path, load_settings
 from listserv.db import make_engine
 from listserv.moderation import audit_trail, find_held, moderation_queue
+from listserv.notices import Notifier, send_welcome
 from listserv.provision import initialise
 from listserv.server import Forum, build_moderation
 from listserv.status import failures, status_counts
@@ -165,8 +166,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
             file=sys.stderr,
         )
         return 1
+    notifier = build_moderation(settings).notifier
     with Session(engine) as session, session.begin():
         report = members.apply_rows(session, rows)
+        welcome_new_members(notifier, session, [row for row in rows if row.email in report.added])
     print(
         f"imported {len(rows)} member(s): {len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.unchanged)} unchanged"
@@ -297,3 +300,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
         for line in failures(session):
             print(f"failed: {line}")
     return 0
+
+
+def welcome_new_members(notifier: Notifier, session: Session, rows: list[members.MemberRow]) -> None:
+    """Queued for the serve process to send: one welcome per new member, in their first list's language."""
+    for row in rows:
+        if row.lists:
+            send_welcome(notifier, session, row.lists[0], row.email, row.name)

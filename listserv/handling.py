@@ -20,6 +20,7 @@ from listserv.models import Received, Route
 from listserv.moderation import Moderation
 from listserv.moderator_mail import ModeratorMail
 from listserv.outbox import enqueue
+from listserv.requests import Requests
 from listserv.rules import Reason, Submission, Verdict, evaluate, is_automatic, looks_like_loop
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,11 @@ class Handling:
         moderation: Moderation,
         replies: ModeratorMail,
         bounces: Bounces,
+        requests: Requests,
         dns: DnsLookup | None = None,
     ) -> None:
         self.bounces = bounces
+        self.requests = requests
         self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
         self.settings = settings
         self.book = book
@@ -69,8 +72,8 @@ class Handling:
                 self._forward(session, received, post, sub, self.moderation.moderators_of(route.list_name))
             elif route.kind == Kind.BOUNCES:
                 self.bounces.handle(session, received, route)
-            else:  # -request: recorded; its commands arrive with the next change
-                log.info("%s to %s-%s recorded", received.message_id, route.list_name, route.kind)
+            elif route.kind == Kind.REQUEST:
+                self.requests.handle(session, received, post, route, sub)
 
     def _submission(self, session: Session, received: Received, post: Post, list_name: str) -> Submission:
         return Submission(

@@ -231,3 +231,18 @@ def sender_status(session: Session, address: str, list_name: str, settings: Sett
         is_moderator=key in {email_key(m) for m in mailing_list.moderators},
         is_chief=key in {email_key(c) for c in settings.chief_moderators},
     )
+
+
+def subscribe(session: Session, address: str, name: str, list_name: str) -> Member:
+    """Make ``address`` a member of ``list_name`` (an approved subscription request)."""
+    row = MemberRow(email=address, name=name, lists=(list_name,))
+    member = find_member(session, address)
+    if member is not None:
+        row = MemberRow(
+            address, member.name or name, member.country, (list_name,), member.role, "each", member.language
+        )
+    apply_rows(session, [row], exact_lists=False)
+    session.flush()
+    found = find_member(session, address)
+    assert found is not None
+    return found

@@ -215,3 +215,18 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Confirmation(Base):
+    """A single-use, expiring token a member must send back (unsubscribing). Only its hash is kept."""
+
+    __tablename__ = "confirmation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    list_name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(16))  # unsubscribe
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

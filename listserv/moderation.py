@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from listserv.addresses import Kind
 from listserv.delivery import Publisher
-from listserv.members import identity_of
+from listserv.members import identity_of, subscribe
 from listserv.message import Post, parse_post
 from listserv.models import Audit, Held, Received, Route
-from listserv.notices import Notifier
+from listserv.notices import Notifier, send_welcome
 from listserv.reply import normalise_code
 from listserv.rules import Reason
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 EXCERPT_LINES = 40
 Action = Literal["approve", "reject", "discard"]
+HELD_KIND = {Kind.PROPOSE: "proposal", Kind.REQUEST: "subscription"}
 STATE_OF = {"approve": "approved", "reject": "rejected", "discard": "discarded"}
 ACTION_OF = {state: action for action, state in STATE_OF.items()}
 
@@ -102,7 +103,7 @@ class Moderation:
             route_id=route.id,
             received_id=received.id,
             list_name=mailing_list.name,
-            kind="proposal" if route.kind == Kind.PROPOSE else "post",
+            kind=HELD_KIND.get(route.kind, "post"),
             message_id=received.message_id,
             sender=post.sender,
             sender_name=post.sender_name,
@@ -118,7 +119,8 @@ class Moderation:
         self.notify_moderators(session, held, received.raw, post, "moderator_held.txt")
         moderators = {address.lower() for address in self.moderators_of(held.list_name)}
         if (
-            mailing_list.moderation.notify_sender_held
+            held.kind != "subscription"  # the requester gets their own "pending" answer
+            and mailing_list.moderation.notify_sender_held
             and post.sender
             and post.sender.lower() not in moderators
         ):
@@ -223,9 +225,16 @@ class Moderation:
         return Decision(result, held)
 
     def _carry_out(self, session: Session, held: Held, action: Action, reason: str) -> None:
+        now = self.notifier.clock()
         if action == "approve" and held.kind == "post":
-            received = session.get(Received, held.received_id)
-            self.publisher.publish(session, received, held.list_name, self.notifier.clock())
+            self.publisher.publish(session, session.get(Received, held.received_id), held.list_name, now)
+        elif action == "approve" and held.kind == "subscription":
+            subscribe(session, held.sender, held.sender_name, held.list_name)
+            send_welcome(self.notifier, session, held.list_name, held.sender, held.sender_name)
+        elif action == "reject" and held.kind == "subscription":
+            self.notifier.send(
+                session, "member_subscribe_refused.txt", held.list_name, [held.sender], {"reason": reason}
+            )
         elif action == "reject" and held.sender:
             self.notifier.send(
                 session,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Kind
+from listserv.commands import first_words
 from listserv.config import Settings
 from listserv.outbox import enqueue
 from listserv.render import MailTemplates
@@ -96,3 +97,27 @@ def attach_original(message: EmailMessage, raw: bytes) -> None:
         part.set_content(raw, maintype="application", subtype="octet-stream", filename="original.eml")
     message.make_mixed()
     message.attach(part)
+
+
+def request_words(templates: MailTemplates, language: str) -> dict[str, Any]:
+    """The -request command words a template shows, in ``language``."""
+    words, periods = first_words(templates.catalogue(language, "requests.yaml"))
+    return {"words": words, "periods": periods}
+
+
+def send_welcome(notifier: Notifier, session: Session, list_name: str, address: str, name: str) -> None:
+    """To a new member (imported, or a subscription approved): how the forum works, in its language."""
+    language = notifier.settings.lists[list_name].language
+    base = notifier.settings.site.base_url.rstrip("/")
+    notifier.send(
+        session,
+        "member_welcome.txt",
+        list_name,
+        [address],
+        {
+            "name": name,
+            "protocol_url": f"{base}/protocol/{language}",
+            "archive_url": f"{base}/lists/{list_name}/",
+            **request_words(notifier.templates, language),
+        },
+    )

@@ -77,6 +77,10 @@ class MailTemplates:
             return template, candidate
         raise TemplateNotFound(f"{FALLBACK}/{name}")
 
+    def catalogue(self, language: str, name: str) -> dict[str, Any]:
+        """A YAML catalogue of ``mail/<language>/`` (commands, reasons, requests), English if missing."""
+        return self._catalogue(language, name)
+
     def _catalogue(self, language: str, name: str) -> dict[str, Any]:
         return _read_yaml(self.root / language / name) or (
             _read_yaml(self.root / FALLBACK / name) if language != FALLBACK else {}

@@ -24,6 +24,7 @@ from listserv.notices import Notifier
 from listserv.outbox import OutboxSender
 from listserv.pipeline import Worker
 from listserv.render import MailTemplates
+from listserv.requests import Requests
 from listserv.scheduler import build_scheduler, hourly, reminders_job
 from listserv.spool import Spool
 from listserv.transport import Transport
@@ -71,7 +72,9 @@ class Forum:
         self.worker = Worker(
             engine,
             self.book,
-            Handling(settings, self.book, self.moderation, replies, self.bounces, dns),
+            Handling(
+                settings, self.book, self.moderation, replies, self.bounces, Requests(self.moderation), dns
+            ),
             after=self._wake_senders,
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )

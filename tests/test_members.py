@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings, parse_settings
 from listserv.db import make_engine
 from listserv.members import RosterError, apply_rows, find_member, list_members, read_roster
-from listserv.models import MailingList, Member, Moderator
+from listserv.models import MailingList, Member, Moderator, Outbox
 from listserv.provision import initialise
 from tests.conftest import make_config, run_cli
 
@@ -92,6 +92,11 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, db_url: str) -> None:
     result = run_cli(config_file, "members", "import", str(csv_file))
     assert result.returncode == 0, result.stderr
     assert "2 added" in result.stdout
+    engine = make_engine(parse_settings(make_config(tmp_path, db_url)).database.url)
+    with Session(engine) as session:  # queued for serve to send, in each member's first list's language
+        welcomes = session.scalars(select(Outbox).where(Outbox.purpose == "member_welcome")).all()
+        assert sorted(row.recipients[0] for row in welcomes) == ["Ana@example.org", "jean@example.fr"]
+    engine.dispose()
     listing = run_cli(config_file, "members", "list", "--list", "ta-fr").stdout
     assert "jean@example.fr\tJean Dupont\tFrance\tstaff\tta-fr:digest" in listing
     assert "Ana@example.org" not in listing
