@@ -4,7 +4,8 @@ Planning runs inside the approval's transaction: the archive row, the decorated 
 ``delivery`` row per ``delivery.batch_size`` recipients commit together, or not at all. The sender
 claims due rows, sends them over ``delivery.connections`` parallel connections (threads, each with
 its own kept-open SMTP connection) and records every result in one transaction per round:
-- accepted → ``sent``; a crash before that re-sends at most the batches on the wire (one per connection);
+- accepted → ``sent``, committed as soon as known (results that finish together share one commit);
+  a crash re-sends at most the batches on the wire (one per connection);
 - a recipient deferred (4xx) → a new row with just those recipients, retried with backoff;
 - a recipient refused (5xx) → a hard bounce for that member (logged; bounce scoring builds on it);
 - the whole transaction deferred or the relay down → the row waits and is retried, until
@@ -15,6 +16,8 @@ Digest-mode members are skipped here (the digest serves them); ``none`` receive 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -156,6 +159,8 @@ class Deliverer:
         connections = settings.delivery.connections
         self._pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp")
         self._round = connections * ROUNDS_PER_CONNECTION
+        self._done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
+        self._recording = threading.Lock()
         self.background = Background("delivery", self.send_due, self._round, IDLE_SWEEP_SECONDS)
 
     def requeue_interrupted(self) -> int:
@@ -173,8 +178,19 @@ class Deliverer:
         rows, copies = self._claim()
         # Each batch's result is committed the moment it is known: a crash re-sends only the
         # batches on the wire (at most one per connection), not the whole round.
-        list(self._pool.map(lambda row: self._record([self._attempt(row, copies[row.post_id])]), rows))
+        list(self._pool.map(lambda row: self._finish(self._attempt(row, copies[row.post_id])), rows))
         return len(rows)
+
+    def _finish(self, attempt: Attempt) -> None:
+        """Group commit: the first thread to get the lock records every result waiting, its own and
+        those that arrived meanwhile; the others find theirs already committed."""
+        self._done.put(attempt)
+        with self._recording:
+            attempts = []
+            while not self._done.empty():
+                attempts.append(self._done.get_nowait())
+            if attempts:
+                self._record(attempts)
 
     def _claim(self) -> tuple[list[Delivery], dict[int, bytes]]:
         now = self._clock()

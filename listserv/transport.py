@@ -2,8 +2,10 @@
 
 One SMTP connection per sending thread, kept open between transactions: a new connection per batch
 costs more than the batch. smtplib rather than aiosmtplib: per recipient it costs ~60 µs of CPU
-against ~150 µs (measured here), and batches run in a few threads anyway. A connection idle for a
-while is checked with NOOP before use, so a relay's idle timeout never fails a batch.
+against ~150 µs (measured here), and batches run in a few threads anyway. When the relay offers
+PIPELINING (RFC 2920; Postfix does), MAIL, every RCPT and DATA go out in one write and the replies are
+read after: one round trip per batch instead of one per recipient. A connection idle for a while is
+checked with NOOP before use, so a relay's idle timeout never fails a batch.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import mailbox
 import random
+import re
 import smtplib
 import threading
 import time
@@ -29,6 +32,46 @@ def backoff(attempts: int) -> timedelta:
     """1 min, 2, 4 … up to an hour, ±20 %: retries after a relay outage don't arrive in step."""
     seconds = min(FIRST_RETRY_SECONDS * 2**attempts, MAX_RETRY_SECONDS)
     return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
+
+
+def pipelined_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[str], raw: bytes) -> Refused:
+    """smtplib's sendmail with the commands pipelined (RFC 2920); the same answers and exceptions."""
+    commands = [f"MAIL FROM:<{mail_from}>", *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "DATA"]
+    client.send("".join(f"{command}\r\n" for command in commands).encode("ascii"))
+    mail_code, mail_text = client.getreply()
+    refused: Refused = {}
+    for rcpt in recipients:
+        code, text = client.getreply()
+        if code not in (250, 251):
+            refused[rcpt] = (code, text)
+    data_code, data_text = client.getreply()
+    if mail_code != 250:
+        _abandon(client, data_code)
+        raise smtplib.SMTPSenderRefused(mail_code, mail_text, mail_from)
+    if len(refused) == len(recipients):
+        _abandon(client, data_code)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    if data_code != 354:
+        client.rset()
+        raise smtplib.SMTPDataError(data_code, data_text)
+    body = DOT_AT_LINE_START.sub(b"..", raw)
+    client.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    code, text = client.getreply()
+    if code != 250:
+        client.rset()
+        raise smtplib.SMTPDataError(code, text)
+    return refused
+
+
+def _abandon(client: smtplib.SMTP, data_code: int) -> None:
+    """The server may have accepted DATA although nothing can be sent: end it empty, then reset."""
+    if data_code == 354:
+        client.send(b".\r\n")
+        client.getreply()
+    client.rset()
 
 
 class PermanentFailure(Exception):
@@ -55,6 +98,8 @@ class Transport:
             return {}
         client = self._client()
         try:
+            if client.has_extn("pipelining"):
+                return pipelined_sendmail(client, mail_from, recipients, raw)
             return client.sendmail(mail_from, recipients, raw)
         except smtplib.SMTPRecipientsRefused as error:
             return error.recipients
@@ -81,7 +126,8 @@ class Transport:
             assert self._relay is not None
             try:
                 client = smtplib.SMTP(self._relay.host, self._relay.port, timeout=self._timeout)
-            except OSError as error:
+                client.ehlo()
+            except (OSError, smtplib.SMTPException) as error:
                 raise TransientFailure(f"cannot connect to the relay: {error}") from None
             self._local.client = client
             with self._lock:

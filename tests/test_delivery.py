@@ -19,6 +19,7 @@ from listserv.decorate import decorate
 from listserv.members import apply_rows, check_row
 from listserv.models import Delivery, Member, Post, Received, Subscription
 from listserv.models import MailingList as ListRow
+from listserv.transport import pipelined_sendmail
 from tests.conftest import (
     RunningForum,
     ServeProcess,
@@ -282,3 +283,20 @@ def test_a_refused_recipient_scores_a_bounce_and_a_suspended_one_gets_nothing(
     approve_one(live, sink, "Second")
     wait_for(lambda: sink.recipients().count("ana@example.org") == 2, what="the second post")
     assert "ben@example.org" not in sink.recipients()
+
+
+def test_pipelined_transactions_report_like_sendmail(sink: Sink) -> None:
+    """RFC 2920 pipelining (used when the relay offers it) against a real server: the same answers."""
+    sink.refuse["busy@example.org"] = "450 4.2.1 Busy"
+    sink.refuse["gone@example.org"] = "550 5.1.1 Gone"
+    raw = b"From: a@example.org\r\nSubject: x\r\n\r\n.leading dot\r\nbody\r\n"
+    with smtplib.SMTP("127.0.0.1", sink.controller.port) as client:
+        client.ehlo()
+        refused = pipelined_sendmail(client, "l-bounces@x.org", ["ok@example.org", "busy@example.org",
+                                                                 "gone@example.org"], raw)
+        assert refused == {"busy@example.org": (450, b"4.2.1 Busy"), "gone@example.org": (550, b"5.1.1 Gone")}
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            pipelined_sendmail(client, "l-bounces@x.org", ["gone@example.org"], raw)
+        assert pipelined_sendmail(client, "l-bounces@x.org", ["ok2@example.org"], raw) == {}
+    assert sink.raw[0].endswith(b".leading dot\r\nbody\r\n")  # dot-stuffing undone by the server
+    assert [rcpts for _, rcpts, _ in sink.messages] == [["ok@example.org"], ["ok2@example.org"]]
