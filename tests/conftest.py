@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings, parse_settings
 from listserv.db import make_engine, utc_now
+from listserv.members import apply_rows, check_row
 from listserv.models import Received
 from listserv.provision import initialise
 from listserv.server import Forum
@@ -342,3 +343,11 @@ def live(relayed_settings: Settings, relayed_engine: Engine, clock: SteppableClo
     """The forum with its outgoing mail going to ``sink`` and time given by ``clock``."""
     with RunningForum(relayed_settings, relayed_engine, clock) as running:
         yield running
+
+
+def add_members(engine: Engine, settings: Settings, *members: dict[str, str]) -> None:
+    """Members as the CSV import would add them: ``{"email": …, "lists": "ta-fr;ta-en", …}``."""
+    defaults = {"name": "", "country": "", "role": "delegate", "delivery": "each", "language": ""}
+    rows = [check_row(defaults | member, settings) for member in members]
+    with Session(engine) as session, session.begin():
+        apply_rows(session, rows)

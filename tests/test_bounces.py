@@ -10,9 +10,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.bounces import read_bounce
-from listserv.members import apply_rows, check_row
+from listserv.config import Settings
 from listserv.models import Member, Subscription
-from tests.conftest import RunningForum, Sink, SteppableClock, wait_for, wait_processed
+from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for, wait_processed
 
 GONE = "gone@example.org"
 MOD_EN = "mod-en@forum.example.org"
@@ -33,25 +33,10 @@ def dsn(recipient: str, action: str = "failed", status: str = "5.1.1", number: i
 
 
 @pytest.fixture(autouse=True)
-def members(relayed_engine: Engine, relayed_settings) -> None:  # type: ignore[no-untyped-def]
-    with Session(relayed_engine) as session, session.begin():
-        apply_rows(
-            session,
-            [
-                check_row(
-                    {
-                        "email": GONE,
-                        "name": "Gone",
-                        "country": "Peru",
-                        "lists": "ta-en",
-                        "role": "delegate",
-                        "delivery": "each",
-                        "language": "",
-                    },
-                    relayed_settings,
-                )
-            ],
-        )
+def members(relayed_engine: Engine, relayed_settings: Settings) -> None:
+    add_members(
+        relayed_engine, relayed_settings, {"email": GONE, "name": "Gone", "country": "Peru", "lists": "ta-en"}
+    )
 
 
 def subscription(engine: Engine) -> Subscription:

@@ -14,9 +14,9 @@ import yaml
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
+from listserv.config import Settings
 from listserv.db import make_engine, utc_now
 from listserv.decorate import decorate
-from listserv.members import apply_rows, check_row
 from listserv.models import Delivery, Member, Post, Received, Subscription
 from listserv.models import MailingList as ListRow
 from listserv.transport import pipelined_sendmail
@@ -25,6 +25,7 @@ from tests.conftest import (
     ServeProcess,
     Sink,
     SteppableClock,
+    add_members,
     free_port,
     make_config,
     run_cli,
@@ -42,24 +43,21 @@ MEMBERS = [
 
 
 @pytest.fixture(autouse=True)
-def members(relayed_engine: Engine, relayed_settings) -> None:  # type: ignore[no-untyped-def]
-    rows = [
-        check_row(
+def members(relayed_engine: Engine, relayed_settings: Settings) -> None:
+    add_members(
+        relayed_engine,
+        relayed_settings,
+        *(
             {
                 "email": address,
                 "name": address.split("@")[0].title(),
                 "country": "Chile",
                 "lists": lists,
-                "role": "delegate",
                 "delivery": mode,
-                "language": "",
-            },
-            relayed_settings,
-        )
-        for address, lists, mode in MEMBERS
-    ]
-    with Session(relayed_engine) as session, session.begin():
-        apply_rows(session, rows)
+            }
+            for address, lists, mode in MEMBERS
+        ),
+    )
 
 
 def deliveries(engine: Engine) -> dict[str, int]:
@@ -292,8 +290,9 @@ def test_pipelined_transactions_report_like_sendmail(sink: Sink) -> None:
     raw = b"From: a@example.org\r\nSubject: x\r\n\r\n.leading dot\r\nbody\r\n"
     with smtplib.SMTP("127.0.0.1", sink.controller.port) as client:
         client.ehlo()
-        refused = pipelined_sendmail(client, "l-bounces@x.org", ["ok@example.org", "busy@example.org",
-                                                                 "gone@example.org"], raw)
+        refused = pipelined_sendmail(
+            client, "l-bounces@x.org", ["ok@example.org", "busy@example.org", "gone@example.org"], raw
+        )
         assert refused == {"busy@example.org": (450, b"4.2.1 Busy"), "gone@example.org": (550, b"5.1.1 Gone")}
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             pipelined_sendmail(client, "l-bounces@x.org", ["gone@example.org"], raw)

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.members import apply_rows, check_row
+from listserv.config import Settings
 from listserv.models import Audit, Held, Post
-from tests.conftest import RunningForum, Sink, SteppableClock, wait_for, wait_processed
+from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for, wait_processed
 
 DELEGATE = "marie@example.fr"
 MOD_FR = "mod-fr@forum.example.org"
@@ -29,29 +29,25 @@ CODE = re.compile(r"\[#([0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z]{5})\]")
 
 
 @pytest.fixture(autouse=True)
-def members(relayed_engine: Engine, relayed_settings) -> None:  # type: ignore[no-untyped-def]
-    rows = [
+def members(relayed_engine: Engine, relayed_settings: Settings) -> None:
+    add_members(
+        relayed_engine,
+        relayed_settings,
         {
             "email": DELEGATE,
             "name": "Marie Dupont",
             "country": "France",
             "lists": "ta-fr;ta-en",
-            "role": "delegate",
-            "delivery": "each",
             "language": "fr",
         },
         {
             "email": "staff@example.org",
             "name": "Sam Staff",
-            "country": "",
             "lists": "ta-en",
             "role": "staff",
-            "delivery": "each",
             "language": "en",
         },
-    ]
-    with Session(relayed_engine) as session, session.begin():
-        apply_rows(session, [check_row(row, relayed_settings) for row in rows])
+    )
 
 
 def send(port: int, sender: str, to: str, subject: str, body: str, **headers: str) -> str:

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.members import apply_rows, check_row, find_member
+from listserv.config import Settings
+from listserv.members import find_member
 from listserv.models import Held
-from tests.conftest import RunningForum, Sink, wait_for, wait_processed
+from tests.conftest import RunningForum, Sink, add_members, wait_for, wait_processed
 from tests.test_moderation import CODE, reply_to_notice, send
 
 ANA = "ana@example.org"
@@ -19,25 +20,12 @@ MOD_FR = "mod-fr@forum.example.org"
 
 
 @pytest.fixture(autouse=True)
-def members(relayed_engine: Engine, relayed_settings) -> None:  # type: ignore[no-untyped-def]
-    with Session(relayed_engine) as session, session.begin():
-        apply_rows(
-            session,
-            [
-                check_row(
-                    {
-                        "email": ANA,
-                        "name": "Ana",
-                        "country": "Chile",
-                        "lists": "ta-es;ta-fr",
-                        "role": "delegate",
-                        "delivery": "each",
-                        "language": "es",
-                    },
-                    relayed_settings,
-                )
-            ],
-        )
+def members(relayed_engine: Engine, relayed_settings: Settings) -> None:
+    add_members(
+        relayed_engine,
+        relayed_settings,
+        {"email": ANA, "name": "Ana", "country": "Chile", "lists": "ta-es;ta-fr", "language": "es"},
+    )
 
 
 def request(
