@@ -161,13 +161,19 @@ class NoopHandler:
         return "250 OK"
 
 
-async def serve_noop(port: int) -> None:
-    """Phase (a): aiosmtpd with listserv's SMTP options and a handler that does nothing, until SIGTERM."""
+async def serve_noop(port: int, listserv_class: bool = False) -> None:
+    """Phase (a): aiosmtpd with listserv's SMTP options and a handler that does nothing, until SIGTERM;
+    with ``listserv_class``, listserv's own SMTP subclass (phase a')."""
+    session_class = SMTP
+    if listserv_class:
+        from listserv.ingress import ListservSMTP  # imported late: phase (a) must not pay for listserv
+
+        session_class = ListservSMTP
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     server = await loop.create_server(
-        lambda: SMTP(
+        lambda: session_class(
             NoopHandler(),
             hostname=DOMAIN,  # as listserv does: without it aiosmtpd calls the slow getfqdn()
             data_size_limit=26_214_400,

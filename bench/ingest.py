@@ -264,13 +264,15 @@ def prepare_listserv(config: Path) -> None:
             raise RuntimeError(f"listserv {' '.join(words)} failed:\n{done.stderr}")
 
 
-def run_noop_phase(args: argparse.Namespace, tmp: Path) -> Phase:
+def run_noop_phase(args: argparse.Namespace, tmp: Path, listserv_class: bool = False) -> Phase:
     port = free_port()
     command = [sys.executable, str(Path(__file__).resolve()), "--serve-noop", str(port)]
+    if listserv_class:
+        command.append("--noop-listserv-class")
     with running(command, port, tmp / "noop.log") as server:
         load = run_load(port, server.process.pid, args)
         server.measure_idle_rss()
-    return Phase("(a) no-op aiosmtpd", load, server)
+    return Phase("(a') no-op, listserv SMTP" if listserv_class else "(a) no-op aiosmtpd", load, server)
 
 
 def run_listserv_phase(
@@ -316,8 +318,14 @@ def print_header(args: argparse.Namespace) -> None:
     print(describe_source(), flush=True)
 
 
+def ceiling_of(phases: list[Phase]) -> float:
+    """The faster no-op server: stock aiosmtpd, or aiosmtpd with listserv's SMTP class (which fixes a
+    per-command hot spot) — so the ratio measures durable storage, not that fix."""
+    return max(phase.load.rate for phase in phases if phase.name.startswith("(a"))
+
+
 def print_table(phases: list[Phase], messages: int) -> None:
-    ceiling = phases[0].load.rate
+    ceiling = ceiling_of(phases)
     print(
         f"\n{'phase':<26}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'acked':>8}{'in received':>13}"
         f"{'missing':>9}{'failed':>8}{'vs (a)':>9}"
@@ -338,7 +346,9 @@ def print_table(phases: list[Phase], messages: int) -> None:
             print(f"{phase.name}: stopped at --max-seconds after {sent} of {messages} measured messages")
     print("acked / in received include the warm-up; msg/s and latencies are the measured messages only;")
     print("missing: acknowledged Message-IDs not found in the received table.")
-    ratios = [f"{p.name[1]}/a = {100 * p.load.rate / ceiling:.1f} %" for p in phases[1:]]
+    ratios = [
+        f"{p.name[1]}/a = {100 * p.load.rate / ceiling:.1f} %" for p in phases if not p.name.startswith("(a")
+    ]
     print(f"ratios: {', '.join(ratios) or '-'}")
 
 
@@ -398,11 +408,11 @@ def print_worker(phases: list[Phase]) -> None:
 def print_targets(phases: list[Phase], clients: int) -> None:
     print()
     sqlite = next((phase for phase in phases if "SQLite" in phase.name), None)
-    ratio = 100 * sqlite.load.rate / phases[0].load.rate if sqlite else math.nan
+    ratio = 100 * sqlite.load.rate / ceiling_of(phases) if sqlite else math.nan
     outcome = f"{ratio:.1f} %: {verdict(ratio >= TARGET_RATIO)}" if sqlite else "not measured"
     this_run = "" if clients == 8 else f" (this run: {clients} clients)"
     print(f"target: SQLite ≥ {TARGET_RATIO:.0f} % of the no-op ceiling at 8 clients: {outcome}{this_run}")
-    for phase in phases[1:]:
+    for phase in (phase for phase in phases if not phase.name.startswith("(a")):
         kind, server = phase.name.split()[-1], phase.server
         print(
             f"target: start < {TARGET_START:.0f} s ({kind}): {server.start_seconds:.2f} s: "
@@ -435,6 +445,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-pg", action="store_true", help="skip phase (c), PostgreSQL")
     parser.add_argument("--serve-noop", type=int, metavar="PORT", help="internal: run the phase (a) server")
+    parser.add_argument("--noop-listserv-class", action="store_true", help="internal: phase (a') server")
     args = parser.parse_args(argv)
     args.client_procs = max(1, min(args.client_procs, args.clients))
     return args
@@ -448,6 +459,8 @@ def run_phases(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[s
     """The phases that ran, and one line for each that was skipped or failed."""
     progress("phase (a): no-op aiosmtpd")
     phases, notes = [run_noop_phase(args, tmp / "a")], []
+    progress("phase (a'): no-op with listserv's SMTP class")
+    phases.append(run_noop_phase(args, tmp / "a2", listserv_class=True))
     progress("phase (b): listserv on SQLite")
     try:
         phases.append(run_listserv_phase("(b) listserv SQLite", args, tmp / "b", sqlite_store))
@@ -468,11 +481,11 @@ def run_phases(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_noop is not None:
-        asyncio.run(serve_noop(args.serve_noop))
+        asyncio.run(serve_noop(args.serve_noop, args.noop_listserv_class))
         return 0
     print_header(args)
     with tempfile.TemporaryDirectory(prefix="listserv-bench-") as tmp:
-        for sub in "abc":
+        for sub in ("a", "a2", "b", "c"):
             (Path(tmp) / sub).mkdir()
         phases, notes = run_phases(args, Path(tmp))
     print_table(phases, args.messages)
