@@ -20,7 +20,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, update
@@ -32,7 +32,7 @@ from listserv.background import Background
 from listserv.config import MailingList, Settings
 from listserv.decorate import Decoration, decorate
 from listserv.message import parse_post
-from listserv.models import Delivery, Member, Post, Received, Subscription
+from listserv.models import Delivery, Member, Post, Received, SentDigest, Subscription
 from listserv.models import MailingList as ListRow
 from listserv.render import MailTemplates
 from listserv.transport import PermanentFailure, Refused, TransientFailure, Transport, backoff
@@ -101,6 +101,11 @@ class Publisher:
             footer_html=footer["html"],
             loop_marker=self.book.loop_marker,
         )
+
+    def digest_decoration(self, mailing_list: MailingList, digest_url: str) -> Decoration:
+        """Decoration of a digest: the list's headers and footer; never DMARC-munged (From is ours)."""
+        stand_in = Post(list_name=mailing_list.name, message_id="", raw=b"")
+        return replace(self.decoration(mailing_list, stand_in), message_url=digest_url, munge=False)
 
     def plan(self, session: Session, post: Post, mailing_list: MailingList, now: datetime) -> int:
         recipients = session.scalars(
@@ -178,7 +183,7 @@ class Deliverer:
         rows, copies = self._claim()
         # Each batch's result is committed the moment it is known: a crash re-sends only the
         # batches on the wire (at most one per connection), not the whole round.
-        list(self._pool.map(lambda row: self._finish(self._attempt(row, copies[row.post_id])), rows))
+        list(self._pool.map(lambda row: self._finish(self._attempt(row, copies[_source(row)])), rows))
         return len(rows)
 
     def _finish(self, attempt: Attempt) -> None:
@@ -192,7 +197,7 @@ class Deliverer:
             if attempts:
                 self._record(attempts)
 
-    def _claim(self) -> tuple[list[Delivery], dict[int, bytes]]:
+    def _claim(self) -> tuple[list[Delivery], dict[tuple[str, int], bytes]]:
         now = self._clock()
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
             rows = list(
@@ -208,10 +213,18 @@ class Deliverer:
                 session.execute(
                     update(Delivery).where(Delivery.id.in_([r.id for r in rows])).values(state="sending")
                 )
-            post_ids = {row.post_id for row in rows}
-            copies = dict(
-                session.execute(select(Post.id, Post.delivered_raw).where(Post.id.in_(post_ids))).all()
-            )
+            posts = {row.post_id for row in rows if row.post_id is not None}
+            digests = {row.digest_id for row in rows if row.digest_id is not None}
+            copies = {
+                ("post", i): raw
+                for i, raw in session.execute(select(Post.id, Post.delivered_raw).where(Post.id.in_(posts)))
+            }
+            copies |= {
+                ("digest", i): raw
+                for i, raw in session.execute(
+                    select(SentDigest.id, SentDigest.raw).where(SentDigest.id.in_(digests))
+                )
+            }
         return rows, copies
 
     def _attempt(self, row: Delivery, raw: bytes) -> Attempt:
@@ -285,6 +298,10 @@ class Deliverer:
             )
         elif deferred:
             log.error("gave up on %d recipient(s) of post #%d: %s", len(deferred), row.post_id, refused)
+
+
+def _source(row: Delivery) -> tuple[str, int]:
+    return ("post", row.post_id) if row.post_id is not None else ("digest", row.digest_id or 0)
 
 
 def _set(session: Session, row: Delivery, **values: object) -> None:

@@ -60,6 +60,7 @@ class Subscription(Base):
     last_bounce_at: Mapped[datetime | None]
     probe_sent_at: Mapped[datetime | None]  # a VERP probe is out: its bounce disables delivery
     disabled_at: Mapped[datetime | None]  # delivery suspended after bounces; `mail` re-enables
+    digest_format: Mapped[str] = mapped_column(String(8), default="mime")  # mime | plain (RFC 1153)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     member: Mapped[Member] = relationship(back_populates="subscriptions")
@@ -205,7 +206,11 @@ class Delivery(Base):
     __tablename__ = "delivery"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), index=True)
+    # What is sent: an archived post's decorated copy, or a digest.
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), index=True)
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sent_digest.id", ondelete="CASCADE"), index=True
+    )
     list_name: Mapped[str] = mapped_column(String(100))
     mail_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
@@ -230,3 +235,59 @@ class Confirmation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class Topic(Base):
+    """A week's discussion topic for a room: a title and body per language."""
+
+    __tablename__ = "topic"
+    __table_args__ = (UniqueConstraint("room", "week"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room: Mapped[str] = mapped_column(String(64))
+    week: Mapped[str] = mapped_column(String(8))  # ISO week, "2026-W48"
+    titles: Mapped[dict[str, str]] = mapped_column(JSON)
+    bodies: Mapped[dict[str, str]] = mapped_column(JSON)
+    proposer: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    flagged_at: Mapped[datetime | None]  # moderators told of missing translations
+
+
+class SentPrompt(Base):
+    """Idempotence key of the weekly prompt: one per topic and list, ever."""
+
+    __tablename__ = "sent_prompt"
+
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topic.id", ondelete="CASCADE"), primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    sent_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class SentDigest(Base):
+    """One digest issue of a list (period, format, period key): built once, delivered to every member
+    in that mode. The unique key makes a rerun, a restart or a second process send nothing twice."""
+
+    __tablename__ = "sent_digest"
+    __table_args__ = (UniqueConstraint("list_name", "period", "format", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(8))  # daily | weekly
+    format: Mapped[str] = mapped_column(String(8))  # mime | plain
+    key: Mapped[str] = mapped_column(String(16))  # "2026-11-23" or "2026-W48"
+    covered_from: Mapped[datetime]
+    covered_until: Mapped[datetime]
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sent_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Lease(Base):
+    """Which serve process runs the scheduled jobs; renewed while it lives, taken over when expired."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
