@@ -41,20 +41,33 @@ def archive_message(
     """Archive ``received`` on ``list_name``; the existing row if it is archived there already."""
     if received is None:
         return None
+    return archive_raw(session, received.raw, received.message_id, list_name, now, prefix, received.id)
+
+
+def archive_raw(
+    session: Session,
+    raw: bytes,
+    message_id: str,
+    list_name: str,
+    now: datetime,
+    prefix: str = "",
+    received_id: int | None = None,
+) -> Post:
+    """Archive bytes we composed ourselves (the weekly prompt) or received."""
     existing = session.scalars(
-        select(Post).where(Post.list_name == list_name, Post.message_id == received.message_id)
+        select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
     ).first()
     if existing is not None:
         return existing
-    parsed = parse_post(received.raw)
+    parsed = parse_post(raw)
     post = Post(
         list_name=list_name,
-        message_id=received.message_id,
-        received_id=received.id,
+        message_id=message_id,
+        received_id=received_id,
         sender=parsed.sender,
         subject=parsed.subject[:2000],
         date=parsed.date,
-        raw=received.raw,
+        raw=raw,
         archived_at=now,
         subject_key=subject_key(parsed.subject, prefix),
     )

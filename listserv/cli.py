@@ -9,18 +9,20 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from listserv import members, schema
+from listserv import members, schema, topic_commands
 from listserv.config import ConfigError, Settings, config_path, load_settings
-from listserv.db import make_engine
+from listserv.db import make_engine, utc_now
 from listserv.moderation import audit_trail, find_held, moderation_queue
 from listserv.notices import Notifier, send_welcome
 from listserv.provision import initialise
+from listserv.scheduler import TASKS, Jobs
 from listserv.server import Forum, build_moderation
 from listserv.status import failures, status_counts
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(settings.database.url)
     try:
         return args.run(args, settings, engine) or 0
-    except CommandError as error:
+    except (CommandError, topic_commands.TopicCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OperationalError as error:
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     password = _command(member_commands, "set-password", "set a password, read from stdin", cmd_password)
     password.add_argument("email")
     _moderation_commands(commands)
+    topic_commands.register(commands, _command)
     return parser
 
 
@@ -122,7 +125,10 @@ def _moderation_commands(commands: argparse._SubParsersAction) -> None:
     jobs = commands.add_parser("jobs", help="run a scheduled job now")
     job_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     run = _command(job_commands, "run", "run one job now (the same keys as the scheduler)", cmd_job)
-    run.add_argument("job", choices=["reminders"])
+    run.add_argument("job", choices=TASKS)
+    run.add_argument(
+        "--at", type=datetime.fromisoformat, help="as if it were this time (ISO 8601, with offset)"
+    )
 
 
 def _command(
@@ -285,10 +291,12 @@ def cmd_audit(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
 
 
 def cmd_job(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    moderation = build_moderation(settings)
-    with Session(engine) as session, session.begin():
-        sent = moderation.send_reminders(session)
-    print(f"reminders: {sent} notice(s) queued")
+    at = args.at.astimezone(UTC) if args.at and args.at.tzinfo else args.at
+    if at is not None and at.tzinfo is None:
+        raise CommandError("--at needs a time zone offset, e.g. 2026-11-23T09:00+01:00")
+    jobs = Jobs(engine, build_moderation(settings), lambda: at or utc_now(), lambda: None)
+    done = jobs.run(args.job, at)
+    print(f"{args.job}: {done} item(s) queued (serve sends them)")
     return 0
 
 

@@ -123,6 +123,29 @@ class Moderation(Strict):
     max_bad_codes_per_hour: int = Field(default=10, ge=1)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class WeeklyTime(Strict):
+    day: Weekday
+    time: ClockTime
+
+
+class DigestTimes(Strict):
+    daily: ClockTime = "18:00"
+    weekly: WeeklyTime = WeeklyTime(day="fri", time="17:00")
+
+
+class Schedule(Strict):
+    """Times in site.timezone (DST handled); every job is idempotent by its own records."""
+
+    prompt: WeeklyTime = WeeklyTime(day="mon", time="09:00")
+    prompt_grace_hours: int = Field(default=12, ge=0)  # a prompt missed by more is skipped, moderators told
+    digest: DigestTimes = DigestTimes()
+    summary: WeeklyTime = WeeklyTime(day="fri", time="16:00")  # the moderators' weekly summary
+
+
 class Room(Strict):
     name: str = Field(pattern=ROOM_NAME.pattern)
     title: dict[Language, str] = {}
@@ -152,6 +175,7 @@ class Settings(Strict):
     web: Web = Web()
     delivery: Delivery = Delivery()
     moderation: Moderation = Moderation()
+    schedule: Schedule = Schedule()
     languages: list[Language] = Field(default=["en"], min_length=1)
     rooms: list[Room] = Field(min_length=1)
     chief_moderators: list[Email] = []

@@ -27,11 +27,11 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from listserv.addresses import AddressBook, Kind
-from listserv.archive import archive_message, list_url, message_url
+from listserv.archive import archive_message, archive_raw, list_url, message_url
 from listserv.background import Background
 from listserv.config import MailingList, Settings
 from listserv.decorate import Decoration, decorate
-from listserv.message import parse_post
+from listserv.message import find_message_id, parse_post
 from listserv.models import Delivery, Member, Post, Received, SentDigest, Subscription
 from listserv.models import MailingList as ListRow
 from listserv.render import MailTemplates
@@ -60,6 +60,16 @@ class Publisher:
         post.delivered_raw = decorate(post.raw, self.decoration(mailing_list, post))
         planned = self.plan(session, post, mailing_list, now)
         log.info("published %s on %s to %d member(s)", post.message_id, list_name, planned)
+        return post
+
+    def publish_raw(self, session: Session, raw: bytes, list_name: str, now: datetime) -> Post:
+        """Publish a message we composed (the weekly prompt): archived, decorated, delivered like a post."""
+        mailing_list = self.settings.lists[list_name]
+        message_id = find_message_id(raw) or ""
+        post = archive_raw(session, raw, message_id, list_name, now, self.prefix(mailing_list))
+        if post.delivered_raw is None:
+            post.delivered_raw = decorate(post.raw, self.decoration(mailing_list, post))
+            self.plan(session, post, mailing_list, now)
         return post
 
     def prefix(self, mailing_list: MailingList) -> str:
@@ -286,6 +296,7 @@ class Deliverer:
             session.add(
                 Delivery(
                     post_id=row.post_id,
+                    digest_id=row.digest_id,
                     list_name=row.list_name,
                     mail_from=row.mail_from,
                     recipients=deferred,

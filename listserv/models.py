@@ -118,10 +118,13 @@ class Held(Base):
     __tablename__ = "held"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    route_id: Mapped[int] = mapped_column(ForeignKey("route.id", ondelete="CASCADE"), unique=True)
-    received_id: Mapped[int] = mapped_column(ForeignKey("received.id", ondelete="CASCADE"), index=True)
+    # What is held: a received message (post, proposal, subscription request), or for a translation
+    # request, a topic awaiting this list's language.
+    route_id: Mapped[int | None] = mapped_column(ForeignKey("route.id", ondelete="CASCADE"), unique=True)
+    received_id: Mapped[int | None] = mapped_column(ForeignKey("received.id", ondelete="CASCADE"), index=True)
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id", ondelete="CASCADE"))
     list_name: Mapped[str] = mapped_column(String(100), index=True)
-    kind: Mapped[str] = mapped_column(String(16), default="post")  # post | proposal
+    kind: Mapped[str] = mapped_column(String(16), default="post")  # post|proposal|subscription|translation
     message_id: Mapped[str] = mapped_column(String(998))
     sender: Mapped[str] = mapped_column(String(320), default="")
     sender_name: Mapped[str] = mapped_column(String(200), default="")
@@ -291,3 +294,13 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+
+
+class JobRun(Base):
+    """Idempotence key of a scheduled job that has no table of its own (weekly summary, skip notices)."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    done_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -29,6 +29,7 @@ from listserv.models import Audit, Held, Received, Route
 from listserv.notices import Notifier, send_welcome
 from listserv.reply import normalise_code
 from listserv.rules import Reason
+from listserv.topic_queue import TopicQueue
 
 log = logging.getLogger(__name__)
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -88,6 +89,7 @@ class Moderation:
         self.publisher = publisher
         self.settings = notifier.settings
         self.templates = notifier.templates
+        self.topics = TopicQueue(self)
 
     # -- holding ---------------------------------------------------------------------------------
 
@@ -228,6 +230,8 @@ class Moderation:
         now = self.notifier.clock()
         if action == "approve" and held.kind == "post":
             self.publisher.publish(session, session.get(Received, held.received_id), held.list_name, now)
+        elif action == "approve" and held.kind == "proposal":
+            self.topics.accept_proposal(session, held, reason)
         elif action == "approve" and held.kind == "subscription":
             subscribe(session, held.sender, held.sender_name, held.list_name)
             send_welcome(self.notifier, session, held.list_name, held.sender, held.sender_name)

@@ -17,7 +17,7 @@ from listserv.members import email_key
 from listserv.message import Post
 from listserv.models import Audit, Held, Received, Route
 from listserv.moderation import ACTION_OF, Moderation, find_held
-from listserv.reply import Action, Command, find_code, read_reply
+from listserv.reply import Action, Command, find_code, own_lines, read_reply
 from listserv.rules import Submission, fails_authenticity, is_automatic, looks_like_loop
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class ModeratorMail:
             if refusal == "rate_limited":
                 self._explain(session, list_name, actor, "rate_limited")
             return
+        if self._is_translation(session, received, post, route, actor):
+            return
         reading = read_reply(received.raw, self.vocabulary, self.standalone)
         if not reading.understood:
             self.moderation.audit(
@@ -76,6 +78,18 @@ class ModeratorMail:
         fallback_code = route.detail or find_code(post.subject)
         for command in reading.commands:
             self._apply(session, received, list_name, actor, command, fallback_code)
+
+    def _is_translation(
+        self, session: Session, received: Received, post: Post, route: Route, actor: str
+    ) -> bool:
+        """A reply to a translation request carries a title and a body, not a command."""
+        code = route.detail or find_code(post.subject)
+        held = find_held(session, code) if code else None
+        if held is None or held.kind != "translation" or held.state != "held":
+            return False
+        if not self.moderation.topics.record_translation(session, held, own_lines(received.raw), actor):
+            self._explain(session, route.list_name or "", actor, "not_understood")
+        return True
 
     def _refusal(self, session: Session, sub: Submission, actor: str, list_name: str) -> str | None:
         """Why this reply must decide nothing, before reading it; None when it may be read."""

@@ -98,6 +98,7 @@ def normalise_code(text: str) -> str | None:
 
 
 TRAILING_PUNCTUATION = " .!,;:"
+WEEK = re.compile(r"\d{4}-W(0[1-9]|[1-4]\d|5[0-3])")
 
 
 def find_code(text: str) -> str | None:
@@ -162,6 +163,10 @@ def _read_command(line: str, words: Mapping[str, Action], standalone: frozenset[
         # only alone on their line; "approve, thanks" does. Not understood costs one more reply;
         # a wrong approval is sent to every member.
         return None
+    if action == "approve" and WEEK.fullmatch(rest.strip(TRAILING_PUNCTUATION)):
+        return Command(
+            action, code, rest.strip(TRAILING_PUNCTUATION)
+        )  # "approve 2026-W50": a proposal's week
     return Command(action, code, rest if action == "reject" else "")
 
 

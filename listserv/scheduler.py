@@ -1,52 +1,117 @@
-"""Scheduled jobs: APScheduler 3 in the serve loop, jobs declared here at start, never pickled.
+"""Scheduled jobs: APScheduler 3 in the serve loop, declared here at start, never pickled.
 
-Every job is a thin wrapper around a function that is idempotent by its own records (a reminder
-sets ``reminded_at``, an escalation ``escalated_at``), so a restart, a missed run or a manual
-``listserv jobs run`` never sends twice. Weekly topics and digests join this table with their issue.
+One job, ``tick``, runs every minute and asks each task whether it is due: the weekly prompt, the
+translation check, daily and weekly digests, reminders, the weekly summary. Every task is idempotent
+by its own records (``sent_prompt``, ``sent_digest``, ``job_run``, ``reminded_at`` …), so a missed run
+is caught up at the next tick (prompts only within ``schedule.prompt_grace_hours``), a restart sends
+nothing twice, and ``listserv jobs run NAME --at …`` can run the same task by hand. Only the process
+holding the ``lease`` row runs the tasks when several share a database (APScheduler alone ran jobs
+5–8 times in 4 with two processes on one job store).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digests import send_digests
+from listserv.models import Lease
 from listserv.moderation import Moderation
+from listserv.prompts import Weekly
+from listserv.topics import prompt_time
 
 log = logging.getLogger(__name__)
-# A run missed while the server was down still runs once at start (coalesced), up to this late.
-MISFIRE_GRACE_SECONDS = 6 * 3600
+LEASE_SECONDS = 150  # > 2 ticks: a living holder always renews in time
+TASKS = ("prompts", "digests", "reminders", "summary")
 
 
-def reminders_job(engine: Engine, moderation: Moderation, after: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        with Session(engine) as session, session.begin():
-            sent = moderation.send_reminders(session)
-        if sent:
-            log.info("reminders: %d notice(s) queued", sent)
-            after()
+def acquire_lease(session: Session, holder: str, now: datetime, name: str = "scheduler") -> bool:
+    """Take or renew the lease; False while another process holds an unexpired one."""
+    expires = now + timedelta(seconds=LEASE_SECONDS)
+    renewed = session.execute(
+        update(Lease)
+        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
+        .values(holder=holder, expires_at=expires)
+    ).rowcount
+    if renewed:
+        return True
+    try:
+        with session.begin_nested():
+            session.add(Lease(name=name, holder=holder, expires_at=expires))
+            session.flush()
+    except IntegrityError:
+        return False  # another process holds it
+    return True
 
-    return run
+
+class Jobs:
+    def __init__(
+        self, engine: Engine, moderation: Moderation, clock: Callable[[], datetime], after: Callable[[], None]
+    ) -> None:
+        self.engine = engine
+        self.moderation = moderation
+        self.settings = moderation.settings
+        self.weekly = Weekly(moderation, moderation.publisher)
+        self.clock = clock
+        self.after = after  # wake the senders: a task may have queued mail
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    def tick(self) -> None:
+        """Every minute, under the lease: run what is due."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            if not acquire_lease(session, self.holder, now):
+                return
+        for task in TASKS:
+            self.run(task, now)
+
+    def run(self, task: str, now: datetime | None = None) -> int:
+        """One task now, with the same idempotence keys as the scheduler; returns what it queued."""
+        now = now or self.clock()
+        with Session(self.engine) as session, session.begin():
+            done = getattr(self, f"_{task}")(session, now)
+        if done:
+            log.info("%s: %d item(s) queued", task, done)
+            self.after()
+        return done
+
+    def _prompts(self, session: Session, now: datetime) -> int:
+        return self.weekly.flag_missing_translations(session, now) + self.weekly.send_prompts(session, now)
+
+    def _digests(self, session: Session, now: datetime) -> int:
+        schedule, timezone = self.settings.schedule.digest, self.settings.site.timezone
+        local = now.astimezone(ZoneInfo(timezone))
+        sent = 0
+        daily_hour, daily_minute = map(int, schedule.daily.split(":"))
+        if (local.hour, local.minute) >= (daily_hour, daily_minute):
+            sent += send_digests(session, self.settings, self.moderation.publisher, "daily", now)
+        week = f"{local.isocalendar().year}-W{local.isocalendar().week:02d}"
+        if now >= prompt_time(week, schedule.weekly.day, schedule.weekly.time, timezone):
+            sent += send_digests(session, self.settings, self.moderation.publisher, "weekly", now)
+        return sent
+
+    def _reminders(self, session: Session, now: datetime) -> int:
+        return self.moderation.send_reminders(session)
+
+    def _summary(self, session: Session, now: datetime) -> int:
+        return self.weekly.send_summaries(session, now)
 
 
-def build_scheduler(
-    timezone: str, jobs: dict[str, tuple[Callable[[], None], IntervalTrigger]]
-) -> AsyncIOScheduler:
+def build_scheduler(timezone: str, tick: Callable[[], None]) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
-        timezone=timezone,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
+        timezone=timezone, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
     )
-    for name, (function, trigger) in jobs.items():
-        # Blocking database work: APScheduler runs plain functions in its thread pool, off the loop.
-        scheduler.add_job(function, trigger, id=name, name=name, replace_existing=True)
+    # A plain function: APScheduler runs it in its thread pool, off the event loop.
+    first = datetime.now().astimezone() + timedelta(seconds=5)  # soon after start: catch up what was missed
+    scheduler.add_job(tick, IntervalTrigger(minutes=1), id="tick", name="tick", next_run_time=first)
     return scheduler
-
-
-def hourly() -> IntervalTrigger:
-    """Reminders are checked hourly: each list hears at most once a day (``reminded_at``), and an
-    overdue post is escalated within the hour it becomes due."""
-    return IntervalTrigger(hours=1)

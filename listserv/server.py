@@ -25,7 +25,7 @@ from listserv.outbox import OutboxSender
 from listserv.pipeline import Worker
 from listserv.render import MailTemplates
 from listserv.requests import Requests
-from listserv.scheduler import build_scheduler, hourly, reminders_job
+from listserv.scheduler import Jobs, build_scheduler
 from listserv.spool import Spool
 from listserv.transport import Transport
 
@@ -84,12 +84,8 @@ class Forum:
             hostname=settings.smtp.hostname or settings.site.domain,
             max_message_bytes=settings.smtp.max_message_bytes,
         )
-        self.scheduler = build_scheduler(
-            settings.site.timezone,
-            {
-                "reminders": (reminders_job(engine, self.moderation, self._wake_senders), hourly()),
-            },
-        )
+        self.jobs = Jobs(engine, self.moderation, clock, self._wake_senders)
+        self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
         self.smtp_port: int | None = None
 
     def _wake_senders(self) -> None:

@@ -67,4 +67,4 @@ def test_queue_decide_and_audit_from_the_command_line(serve_config: tuple[Path, 
 def test_jobs_run_reminders_is_idempotent(serve_config: tuple[Path, int]) -> None:
     config_file, _ = serve_config
     first = run_cli(config_file, "jobs", "run", "reminders")
-    assert first.returncode == 0 and "0 notice(s)" in first.stdout
+    assert first.returncode == 0 and "reminders: 0 item(s) queued" in first.stdout

@@ -1,0 +1,133 @@
+"""The weekly topic end to end, with a steppable clock: Monday 09:00 Europe/Zurich, each list in its
+language exactly once — across a restart at 08:59 and with a second serve process; a missing language
+falls back with a note; a mailed proposal approved by reply becomes next week's topic. Both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from listserv.config import Settings
+from listserv.models import Post, SentPrompt, Topic
+from listserv.scheduler import acquire_lease
+from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for
+from tests.test_moderation import CODE, reply_to_notice, send
+
+MONDAY_0859 = datetime(2026, 11, 23, 7, 59, tzinfo=UTC)  # 08:59 in Zurich (CET, UTC+1)
+READERS = {"ta-en": "eve@example.org", "ta-fr": "ana@example.org", "ta-es": "ben@example.org"}
+
+
+def seed(engine: Engine, settings: Settings, titles: dict[str, str]) -> None:
+    add_members(engine, settings, *({"email": who, "lists": name} for name, who in READERS.items()))
+    with Session(engine) as session, session.begin():
+        session.add(
+            Topic(room="ta", week="2026-W48", titles=titles, bodies={lang: f"Body {lang}" for lang in titles})
+        )
+
+
+def prompts_to(sink: Sink, address: str) -> list:  # type: ignore[type-arg]
+    return [m for m in sink.to(address, list_copies=True) if m["X-Listserv-Topic"] == "2026-W48"]
+
+
+def test_monday_prompt_once_per_list_across_a_restart_and_two_processes(
+    relayed_settings: Settings, relayed_engine: Engine, sink: Sink, clock: SteppableClock
+) -> None:
+    seed(
+        relayed_engine,
+        relayed_settings,
+        {"en": "Customs data", "fr": "Données douanières", "es": "Datos aduaneros"},
+    )
+    clock.now = MONDAY_0859
+    with RunningForum(relayed_settings, relayed_engine, clock) as first:
+        first.forum.jobs.tick()
+        assert all(prompts_to(sink, who) == [] for who in READERS.values())  # not yet
+    clock.advance(minutes=1)  # 09:00, after the restart: two processes share the database
+    with (
+        RunningForum(relayed_settings, relayed_engine, clock) as second,
+        RunningForum(relayed_settings, relayed_engine, clock) as third,
+    ):
+        third.forum.jobs.holder = "other-host:1"
+        third.forum.jobs.tick()
+        second.forum.jobs.tick()
+        second.forum.jobs.run("prompts")  # and a manual run on top
+        wait_for(lambda: all(prompts_to(sink, who) for who in READERS.values()), what="every list's prompt")
+    subjects = {name: [m["Subject"] for m in prompts_to(sink, who)] for name, who in READERS.items()}
+    assert subjects == {
+        "ta-en": ["[TA-EN] Customs data"],
+        "ta-fr": ["[TA-FR] Données douanières"],
+        "ta-es": ["[TA-ES] Datos aduaneros"],
+    }
+    fr = prompts_to(sink, READERS["ta-fr"])[0]
+    assert "ta-en" in fr["X-Listserv-Sister-Threads"] and "ta-es" in fr["X-Listserv-Sister-Threads"]
+    with Session(relayed_engine) as session:
+        assert len(session.scalars(select(SentPrompt)).all()) == 3
+        assert len(session.scalars(select(Post)).all()) == 3  # archived, one thread per language
+
+
+def test_a_missing_language_falls_back_with_a_note(
+    relayed_settings: Settings, relayed_engine: Engine, sink: Sink, clock: SteppableClock
+) -> None:
+    seed(relayed_engine, relayed_settings, {"en": "Customs data", "fr": "Données douanières"})
+    clock.now = MONDAY_0859
+    clock.advance(minutes=1)
+    with RunningForum(relayed_settings, relayed_engine, clock) as live:
+        live.forum.jobs.run("prompts")
+        wait_for(lambda: prompts_to(sink, READERS["ta-es"]), what="the Spanish list's prompt")
+    spanish = prompts_to(sink, READERS["ta-es"])[0]
+    assert spanish["Subject"] == "[TA-ES] Customs data"
+    assert "Body en" in spanish.get_body(("plain",)).get_content()
+
+
+def test_a_late_prompt_is_skipped_and_the_moderators_told(
+    relayed_settings: Settings, relayed_engine: Engine, sink: Sink, clock: SteppableClock
+) -> None:
+    seed(relayed_engine, relayed_settings, {"en": "Customs data", "fr": "Données", "es": "Datos"})
+    clock.now = MONDAY_0859
+    clock.advance(hours=13)  # the server was down past the 12-hour grace
+    with RunningForum(relayed_settings, relayed_engine, clock) as live:
+        live.forum.jobs.run("prompts")
+        sink.wait_to("mod-fr@forum.example.org")
+        live.forum.jobs.run("prompts")
+    assert all(prompts_to(sink, who) == [] for who in READERS.values())
+    assert len(sink.to("mod-fr@forum.example.org")) == 1  # told once
+
+
+def test_a_mailed_proposal_approved_by_reply_becomes_next_weeks_topic(
+    live: RunningForum, relayed_settings: Settings, relayed_engine: Engine, sink: Sink
+) -> None:
+    add_members(relayed_engine, relayed_settings, {"email": "ben@example.org", "lists": "ta-es"})
+    send(
+        live.port,
+        "ben@example.org",
+        "ta-es-propose@forum.example.org",
+        "La aduana digital",
+        "Propongo hablar de la aduana digital.",
+    )
+    [notice] = sink.wait_to("mod-es@forum.example.org")
+    assert CODE.search(notice["Subject"])
+    reply_to_notice(live.port, notice, "mod-es@forum.example.org", "aprobar")
+    wait_for(lambda: len(sink.to("ben@example.org")) >= 2, what="the proposer to be told")
+    with Session(relayed_engine) as session:
+        topic = session.scalars(select(Topic)).one()
+        assert (topic.room, topic.week, topic.titles) == ("ta", "2026-W49", {"es": "La aduana digital"})
+    [request] = sink.wait_to("mod-fr@forum.example.org")  # the sister list is asked for French
+    reply_to_notice(live.port, request, "mod-fr@forum.example.org", "La douane numérique\n\nParlons-en.")
+    wait_for(lambda: _titles(relayed_engine).get("fr") == "La douane numérique", what="the French version")
+
+
+def _titles(engine: Engine) -> dict[str, str]:
+    with Session(engine) as session:
+        return dict(session.scalars(select(Topic)).one().titles)
+
+
+def test_only_one_process_holds_the_lease(relayed_engine: Engine) -> None:
+    now = MONDAY_0859
+    with Session(relayed_engine) as session, session.begin():
+        assert acquire_lease(session, "a:1", now)
+    with Session(relayed_engine) as session, session.begin():
+        assert not acquire_lease(session, "b:2", now)
+        assert acquire_lease(session, "a:1", now)  # renewal
+    with Session(relayed_engine) as session, session.begin():
+        assert acquire_lease(session, "b:2", now.replace(hour=9))  # a's lease expired: taken over
