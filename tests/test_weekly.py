@@ -131,3 +131,29 @@ def test_only_one_process_holds_the_lease(relayed_engine: Engine) -> None:
         assert acquire_lease(session, "a:1", now)  # renewal
     with Session(relayed_engine) as session, session.begin():
         assert acquire_lease(session, "b:2", now.replace(hour=9))  # a's lease expired: taken over
+
+
+def test_missing_translations_are_flagged_three_days_before_and_the_summary_goes_out_once(
+    relayed_settings: Settings, relayed_engine: Engine, sink: Sink, clock: SteppableClock
+) -> None:
+    add_members(relayed_engine, relayed_settings, {"email": "eve@example.org", "lists": "ta-en"})
+    with Session(relayed_engine) as session, session.begin():
+        session.add(
+            Topic(
+                room="ta",
+                week="2026-W49",
+                titles={"en": "Next", "fr": "Prochain"},
+                bodies={"en": "Body", "fr": "Corps"},
+            )
+        )
+    clock.now = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)  # Friday 16:30 in Zurich; W49 starts Monday
+    with RunningForum(relayed_settings, relayed_engine, clock) as live:
+        for _ in range(2):
+            live.forum.jobs.tick()
+        sink.wait_to("mod-es@forum.example.org", count=2)  # the translation flag and the summary
+        wait_for(lambda: len(sink.to("mod-en@forum.example.org")) == 1, what="the English summary")
+        live.forum.jobs.tick()
+    notices = sink.to("mod-es@forum.example.org")
+    assert len(notices) == 2  # once each, whatever the number of ticks
+    assert any("2026-W49" in n.get_body(("plain",)).get_content() for n in notices)
+    assert sink.to("mod-fr@forum.example.org") and len(sink.to("mod-fr@forum.example.org")) == 1
