@@ -256,7 +256,7 @@ class Deliverer:
                 elif attempt.permanent or now - row.created_at > give_up:
                     _set(session, row, state="failed", attempts=row.attempts + 1, last_error=attempt.error)
                     log.error(
-                        "delivery #%d of post #%d failed for good: %s", row.id, row.post_id, attempt.error
+                        "delivery #%d of %s #%s failed for good: %s", row.id, *_source(row), attempt.error
                     )
                 else:
                     _set(
@@ -289,7 +289,7 @@ class Deliverer:
         for rcpt, (code, text) in refused.items():
             if code >= 500:
                 log.warning(
-                    "hard bounce from the relay for %s (post #%d): %d %r", rcpt, row.post_id, code, text
+                    "hard bounce from the relay for %s (%s #%s): %d %r", rcpt, *_source(row), code, text
                 )
                 self._on_hard_bounce(session, row.list_name, rcpt)
         if deferred and now - row.created_at <= give_up:
@@ -308,7 +308,7 @@ class Deliverer:
                 )
             )
         elif deferred:
-            log.error("gave up on %d recipient(s) of post #%d: %s", len(deferred), row.post_id, refused)
+            log.error("gave up on %d recipient(s) of %s #%s: %s", len(deferred), *_source(row), refused)
 
 
 def _source(row: Delivery) -> tuple[str, int]:
