@@ -77,7 +77,9 @@ def test_a_missing_language_falls_back_with_a_note(
         wait_for(lambda: prompts_to(sink, READERS["ta-es"]), what="the Spanish list's prompt")
     spanish = prompts_to(sink, READERS["ta-es"])[0]
     assert spanish["Subject"] == "[TA-ES] Customs data"
-    assert "Body en" in spanish.get_body(("plain",)).get_content()
+    text = spanish.get_body(("plain",)).get_content()
+    assert "Body en" in text
+    assert "aquí lo tiene en inglés" in " ".join(text.split())  # the one-line note, in Spanish
 
 
 def test_a_late_prompt_is_skipped_and_the_moderators_told(
