@@ -87,9 +87,14 @@ class Weekly:
             sisters=others,
             now=now,
         )
-        with session.begin_nested():
-            session.add(SentPrompt(topic_id=topic.id, list_name=name, message_id=sisters[name], sent_at=now))
-            session.flush()
+        try:  # the key first: a process losing the race to another sends nothing
+            with session.begin_nested():
+                session.add(
+                    SentPrompt(topic_id=topic.id, list_name=name, message_id=sisters[name], sent_at=now)
+                )
+                session.flush()
+        except IntegrityError:
+            return 0
         self.publisher.publish_raw(session, raw, name, now)
         log.info("weekly prompt %s (%s) sent to %s", topic.week, sisters[name], name)
         return 1

@@ -4,12 +4,16 @@ falls back with a note; a mailed proposal approved by reply becomes next week's 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
+from listserv.db import make_engine
 from listserv.models import Post, SentPrompt, Topic
 from listserv.scheduler import acquire_lease
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for
@@ -159,3 +163,41 @@ def test_missing_translations_are_flagged_three_days_before_and_the_summary_goes
     assert len(notices) == 2  # once each, whatever the number of ticks
     assert any("2026-W49" in n.get_body(("plain",)).get_content() for n in notices)
     assert sink.to("mod-fr@forum.example.org") and len(sink.to("mod-fr@forum.example.org")) == 1
+
+
+def test_two_processes_running_the_prompt_job_at_once_send_it_once(
+    serve_config: tuple[Path, int], db_url: str
+) -> None:
+    """Real processes this time: two `listserv jobs run prompts --at` racing on one database."""
+    config_file, _ = serve_config
+    engine = make_engine(db_url)
+    with Session(engine) as session, session.begin():
+        session.add(
+            Topic(
+                room="ta",
+                week="2026-W48",
+                titles={"en": "Data", "fr": "Données", "es": "Datos"},
+                bodies={"en": "Body", "fr": "Corps", "es": "Cuerpo"},
+            )
+        )
+    command = [
+        sys.executable,
+        "-m",
+        "listserv",
+        "--config",
+        str(config_file),
+        "jobs",
+        "run",
+        "prompts",
+        "--at",
+        "2026-11-23T09:00:30+01:00",
+    ]
+    racers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0], outputs
+    with Session(engine) as session:
+        assert sorted(session.scalars(select(SentPrompt.list_name))) == ["ta-en", "ta-es", "ta-fr"]
+        assert len(session.scalars(select(Post)).all()) == 3
+    engine.dispose()
