@@ -41,6 +41,7 @@ from listserv.topics import (
 )
 from tests.conftest import add_members, shipped_config
 from tests.test_decorate import LIST
+from tests.test_render import COMMON
 
 ZURICH = "Europe/Zurich"
 DOMAIN = "forum.example.org"
@@ -371,14 +372,6 @@ def test_a_long_body_is_wrapped_and_paragraphs_kept() -> None:
 
 # --- templates ---------------------------------------------------------------------------------------
 
-COMMON = {
-    "site_name": "Forum",
-    "list_name": "ta-fr",
-    "list_title": "Assistance technique",
-    "list_address": "ta-fr@forum.example.org",
-    "owner_address": "ta-fr-owner@forum.example.org",
-    "request_address": "ta-fr-request@forum.example.org",
-}
 SUMMARY = {
     "posts": 4,
     "posters": 3,
