@@ -90,6 +90,7 @@ class Smtp(Strict):
 class Web(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    session_days: int = Field(default=14, ge=1, le=365)  # a signed-in session lasts this long
 
 
 class Relay(Strict):

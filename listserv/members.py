@@ -23,6 +23,7 @@ from listserv.rules import Sender
 CSV_HEADER = ["email", "name", "country", "lists", "role", "delivery", "language"]
 ROLES = ("delegate", "staff")
 DELIVERIES = ("each", "digest", "none")
+MIN_PASSWORD_LENGTH = 10
 
 
 class RosterError(Exception):

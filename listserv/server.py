@@ -28,6 +28,8 @@ from listserv.requests import Requests
 from listserv.scheduler import Jobs, build_scheduler
 from listserv.spool import Spool
 from listserv.transport import Transport
+from listserv.web.routes import build, build_site
+from listserv.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,11 @@ class Forum:
         )
         self.jobs = Jobs(engine, self.moderation, clock, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
+        self.web = WebServer(
+            build(build_site(settings, engine, self.moderation, clock)), settings.web.host, settings.web.port
+        )
         self.smtp_port: int | None = None
+        self.web_port: int | None = None
 
     def _wake_senders(self) -> None:
         self.outbox.background.wake()
@@ -103,6 +109,7 @@ class Forum:
             sender.background.start()
         self.worker.background.start()  # resumes whatever was stored and not yet processed
         self.smtp_port = await self.ingress.start(self.settings.smtp.host, self.settings.smtp.port)
+        self.web_port = await self.web.start()
         self.scheduler.start()
         log.info(
             "SMTP listening on %s:%d for @%s (%d lists)",
@@ -111,10 +118,12 @@ class Forum:
             self.book.domain,
             len(self.settings.lists),
         )
+        log.info("web archive on http://%s:%d", self.settings.web.host, self.web_port)
 
     async def stop(self) -> None:
         """Stop accepting, finish transactions under way, commit, stop processing, then sending."""
         self.scheduler.shutdown(wait=True)
+        await self.web.stop()
         await self.ingress.stop()
         self.spool.stop()
         await self.worker.background.stop()

@@ -79,6 +79,7 @@ def make_config(tmp_path: Path, db_url: str, **overrides: Any) -> dict[str, Any]
     raw["site"]["data_dir"] = str(tmp_path / "var")
     raw["database"]["url"] = db_url
     raw["smtp"]["port"] = 0
+    raw["web"]["port"] = 0
     raw.update(overrides)
     return raw
 
@@ -234,6 +235,7 @@ def serve_config(tmp_path: Path, db_url: str) -> tuple[Path, int]:
     port = free_port()
     raw = make_config(tmp_path, db_url)
     raw["smtp"]["port"] = port
+    raw["web"]["port"] = free_port()
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
     result = run_cli(config_file, "init")

@@ -1,0 +1,240 @@
+"""The web app's frame: routes as data, one guarded wrapper for them all, errors as pages.
+
+The wrapper does, for every route: read the signed session cookie, check the CSRF token of a form
+post, then — in the thread pool — load the viewer, refuse anonymous visitors to anything but public
+pages, open a database session and run the handler. A handler raises ``Problem`` for a refusal with
+a reason; the error page explains it in the reader's language. Nothing a user sees is a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from listserv.config import Settings
+from listserv.moderation import Moderation
+from listserv.web.access import Viewer, load_viewer
+from listserv.web.i18n import SOURCE, negotiate
+from listserv.web.limits import LoginLimiter
+from listserv.web.pages import Pages
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class Access(Enum):
+    PUBLIC = "public"  # login, password reset, one-click unsubscribe, feeds with a token
+    MEMBER = "member"  # any signed-in person; finer checks (this list? a moderator?) in the handler
+
+
+class Problem(Exception):
+    """A refusal the reader should understand: ``key`` names the explanation in error.html."""
+
+    def __init__(self, status: int, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.status, self.key, self.params = status, key, params
+
+
+@dataclass
+class Site:
+    """What every handler may need; built once per app."""
+
+    settings: Settings
+    engine: Engine
+    moderation: Moderation
+    clock: Callable[[], datetime]
+    pages: Pages
+    secret: bytes
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+
+
+@dataclass
+class Ctx:
+    request: Request
+    site: Site
+    db: Session
+    viewer: Viewer | None
+    language: str
+    form: FormData | None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        return self.request.session
+
+    def param(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    def query(self, name: str, default: str = "") -> str:
+        return self.request.query_params.get(name, default)
+
+    def field(self, name: str) -> str:
+        value = self.form.get(name) if self.form is not None else None
+        return value.strip() if isinstance(value, str) else ""
+
+    def member(self) -> Viewer:
+        if self.viewer is None:  # a MEMBER page's wrapper has already refused anonymous visitors
+            raise Problem(401, "login_needed")
+        return self.viewer
+
+    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.site.pages.render(template, self.language, **self.template_context(), **context)
+        return HTMLResponse(html, status)
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "viewer": self.viewer,
+            "csrf_token": csrf_token(self.session),
+            "site_name": self.site.settings.site.name,
+            "path": self.request.url.path,
+            "query_string": self.request.url.query,
+        }
+
+
+Handler = Callable[[Ctx], Response]
+
+
+@dataclass(frozen=True)
+class Page:
+    path: str
+    handler: Handler
+    access: Access = Access.MEMBER
+    methods: tuple[str, ...] = ("GET",)
+    csrf: bool = True  # only the RFC 8058 one-click POST (sent by mail providers) goes without
+    name: str | None = None
+
+
+def csrf_token(session: dict[str, Any]) -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+def choose_language(request: Request, viewer: Viewer | None, available: list[str]) -> str:
+    for wanted in (viewer.language if viewer else None, request.session.get("language")):
+        if wanted in available:
+            return str(wanted)
+    return negotiate(request.headers.get("accept-language", ""), available) or SOURCE
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", 303)
+
+
+def guarded(page: Page, site: Site) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        form = None
+        if request.method == "POST":
+            form = await request.form()
+            if page.csrf and not hmac.compare_digest(
+                str(form.get("csrf", "")), str(request.session.get("csrf", "\0"))
+            ):
+                raise Problem(403, "csrf")
+        return await run_in_threadpool(_run, page, site, request, form)
+
+    return endpoint
+
+
+def _run(page: Page, site: Site, request: Request, form: FormData | None) -> Response:
+    read_only = request.method in ("GET", "HEAD")
+    engine = site.engine.execution_options(sqlite_deferred=True) if read_only else site.engine
+    with Session(engine, expire_on_commit=False) as db:
+        viewer = _viewer(db, request)
+        if viewer is None and page.access is Access.MEMBER:
+            return login_redirect(request) if read_only else Response(status_code=401)
+        ctx = Ctx(
+            request, site, db, viewer, choose_language(request, viewer, list(site.pages.languages)), form
+        )
+        request.state.language = ctx.language
+        response = page.handler(ctx)
+        if db.in_transaction():
+            db.commit()
+        return response
+
+
+def _viewer(db: Session, request: Request) -> Viewer | None:
+    member_id, fingerprint = request.session.get("member"), request.session.get("auth")
+    if not isinstance(member_id, int) or not isinstance(fingerprint, str):
+        return None
+    viewer = load_viewer(db, member_id, fingerprint)
+    if viewer is None:  # the password changed or the member is gone: this session has ended
+        request.session.clear()
+    return viewer
+
+
+def routes_of(pages: list[Page], site: Site) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route(page.path, guarded(page, site), methods=list(page.methods), name=page.name) for page in pages
+    ]
+    routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
+    return routes
+
+
+def error_page(site: Site) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, error: Exception) -> Response:
+        if isinstance(error, Problem):
+            status, key, params = error.status, error.key, error.params
+        elif isinstance(error, HTTPException):
+            status, key, params = error.status_code, f"http_{error.status_code}", {}
+        else:
+            log.exception("web: %s %s failed", request.method, request.url.path, exc_info=error)
+            status, key, params = 500, "http_500", {}
+        language = getattr(request.state, "language", None) or choose_language(
+            request, None, list(site.pages.languages)
+        )
+        html = site.pages.render(
+            "error.html",
+            language,
+            status=status,
+            key=key,
+            params=params,
+            viewer=None,
+            site_name=site.settings.site.name,
+            csrf_token=str(request.session.get("csrf", "")) if "session" in request.scope else "",
+            path=request.url.path,
+            query_string="",
+        )
+        return HTMLResponse(html, status)
+
+    return handle
+
+
+def build_app(site: Site, pages: list[Page]) -> Starlette:
+    secure = site.settings.site.base_url.startswith("https://")
+    session_key = hmac.new(site.secret, b"web-session", "sha256").hexdigest()
+    handler = error_page(site)
+    return Starlette(
+        routes=routes_of(pages, site),
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_key,
+                session_cookie="listserv_session",
+                max_age=site.settings.web.session_days * 86400,
+                same_site="lax",
+                https_only=secure,
+            )
+        ],
+        exception_handlers={Problem: handler, HTTPException: handler, Exception: handler},
+    )

@@ -1,0 +1,180 @@
+"""Signing in and out, resetting a password by an emailed single-use link, choosing the language.
+
+A reset link is an itsdangerous token holding the member and a fingerprint of their current password
+hash: it expires after ``RESET_HOURS`` and is spent the moment any password is set. Login failures are
+counted per address and per client (``limits``). An unknown address costs the same argon2 work as a
+wrong password, so timing does not tell who is a member.
+"""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from starlette.responses import RedirectResponse, Response
+
+from listserv.members import MIN_PASSWORD_LENGTH, find_member
+from listserv.models import MailingList, Member, Moderator, Subscription
+from listserv.web.access import password_fingerprint
+from listserv.web.app import Access, Ctx, Page, Problem, csrf_token
+
+RESET_HOURS = 2
+HASHER = PasswordHasher()
+UNKNOWN_MEMBER_HASH = HASHER.hash("an address that is not a member")
+
+
+def safe_next(target: str) -> str:
+    """Only a path on this site: ``//evil.example`` and ``https://…`` would be an open redirect."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def login_form(ctx: Ctx) -> Response:
+    if ctx.viewer is not None:
+        return RedirectResponse(safe_next(ctx.query("next", "/")), 303)
+    return ctx.render("login.html", next=safe_next(ctx.query("next", "/")), email="", error=None)
+
+
+def login(ctx: Ctx) -> Response:
+    address, password = ctx.field("email").lower(), str(ctx.form.get("password", "") if ctx.form else "")
+    target = safe_next(ctx.field("next") or "/")
+    client = ctx.request.client.host if ctx.request.client else "-"
+    wait = ctx.site.limiter.wait_minutes(address, client)
+    if wait:
+        return ctx.render("login.html", 429, next=target, email=address, error="too_many", minutes=wait)
+    member = find_member(ctx.db, address) if address else None
+    if member is None or not _verify(member, password):
+        ctx.site.limiter.failed(address, client)
+        return ctx.render("login.html", 400, next=target, email=address, error="wrong")
+    ctx.site.limiter.succeeded(address)
+    _sign_in(ctx, member)
+    return RedirectResponse(target, 303)
+
+
+def _verify(member: Member, password: str) -> bool:
+    try:
+        HASHER.verify(member.password_hash or UNKNOWN_MEMBER_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if not member.password_hash:
+        return False
+    if HASHER.check_needs_rehash(member.password_hash):
+        member.password_hash = HASHER.hash(password)
+    return True
+
+
+def _sign_in(ctx: Ctx, member: Member) -> None:
+    keep_language = ctx.session.get("language")
+    ctx.session.clear()  # a fresh session: nothing from before the login carries over (fixation)
+    ctx.session.update(member=member.id, auth=password_fingerprint(member.password_hash))
+    if keep_language:
+        ctx.session["language"] = keep_language
+    csrf_token(ctx.session)
+
+
+def logout(ctx: Ctx) -> Response:
+    ctx.session.clear()
+    return RedirectResponse("/login", 303)
+
+
+def forgot_form(ctx: Ctx) -> Response:
+    return ctx.render("password_forgot.html", sent=False, error=None)
+
+
+def forgot(ctx: Ctx) -> Response:
+    """The same answer whether or not the address is a member: this page must not reveal who is."""
+    address = ctx.field("email").lower()
+    client = ctx.request.client.host if ctx.request.client else "-"
+    if ctx.site.limiter.wait_minutes(address, client):
+        return ctx.render("password_forgot.html", 429, sent=False, error="too_many")
+    ctx.site.limiter.failed(address, client)  # each request counts, so nobody floods a mailbox
+    member = find_member(ctx.db, address) if address else None
+    list_name = _notice_list(ctx, member) if member is not None else None
+    if member is not None and list_name is not None:
+        token = _serializer(ctx).dumps({"m": member.id, "f": password_fingerprint(member.password_hash)})
+        base = ctx.site.settings.site.base_url.rstrip("/")
+        ctx.site.moderation.notifier.send(
+            ctx.db,
+            "member_password_reset.txt",
+            list_name,
+            [member.email],
+            {"name": member.name, "reset_url": f"{base}/password/reset/{token}", "hours": RESET_HOURS},
+        )
+    return ctx.render("password_forgot.html", sent=True, error=None)
+
+
+def _notice_list(ctx: Ctx, member: Member) -> str | None:
+    """Notices go out in a list's language: the member's first list, or one they moderate."""
+    for query in (
+        select(MailingList.name).join(Subscription).where(Subscription.member_id == member.id),
+        select(MailingList.name).join(Moderator).where(Moderator.member_id == member.id),
+    ):
+        found = ctx.db.scalars(query.order_by(MailingList.name)).first()
+        if found:
+            return found
+    return next(iter(ctx.site.settings.lists), None) if member.is_chief else None
+
+
+def _serializer(ctx: Ctx) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(ctx.site.secret, salt="password-reset")
+
+
+def _member_of_token(ctx: Ctx) -> Member:
+    try:
+        data = _serializer(ctx).loads(ctx.param("token"), max_age=RESET_HOURS * 3600)
+    except SignatureExpired:
+        raise Problem(400, "reset_expired", hours=RESET_HOURS) from None
+    except BadSignature:
+        raise Problem(400, "reset_invalid") from None
+    member = ctx.db.get(Member, data.get("m")) if isinstance(data, dict) else None
+    if member is None or password_fingerprint(member.password_hash) != data.get("f"):
+        raise Problem(400, "reset_used")
+    return member
+
+
+def reset_form(ctx: Ctx) -> Response:
+    member = _member_of_token(ctx)
+    return ctx.render("password_reset.html", email=member.email, error=None, minimum=MIN_PASSWORD_LENGTH)
+
+
+def reset(ctx: Ctx) -> Response:
+    member = _member_of_token(ctx)
+    password = str(ctx.form.get("password", "") if ctx.form else "")
+    error = None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        error = "too_short"
+    elif password != str(ctx.form.get("confirm", "") if ctx.form else ""):
+        error = "mismatch"
+    if error:
+        return ctx.render(
+            "password_reset.html", 400, email=member.email, error=error, minimum=MIN_PASSWORD_LENGTH
+        )
+    member.password_hash = HASHER.hash(password)
+    _sign_in(ctx, member)
+    return RedirectResponse("/", 303)
+
+
+def switch_language(ctx: Ctx) -> Response:
+    """The switcher: kept in the session, and as the member's own setting when signed in."""
+    wanted = ctx.field("language")
+    if wanted in ctx.site.pages.languages:
+        ctx.session["language"] = wanted
+        if ctx.viewer is not None:
+            member = ctx.db.get(Member, ctx.viewer.member_id)
+            if member is not None:
+                member.language = wanted
+    return RedirectResponse(safe_next(ctx.field("next") or "/"), 303)
+
+
+PAGES = [
+    Page("/login", login_form, Access.PUBLIC, name="login"),
+    Page("/login", login, Access.PUBLIC, ("POST",)),
+    Page("/logout", logout, Access.PUBLIC, ("POST",), name="logout"),
+    Page("/password/forgot", forgot_form, Access.PUBLIC, name="password_forgot"),
+    Page("/password/forgot", forgot, Access.PUBLIC, ("POST",)),
+    Page("/password/reset/{token}", reset_form, Access.PUBLIC, name="password_reset"),
+    Page("/password/reset/{token}", reset, Access.PUBLIC, ("POST",)),
+    Page("/language", switch_language, Access.PUBLIC, ("POST",), name="language"),
+]

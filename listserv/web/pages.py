@@ -1,0 +1,67 @@
+"""The web templates (``templates/web/``): one Jinja2 environment with the i18n extension; the
+language of each render is set per call, so threads rendering in different languages never mix."""
+
+from __future__ import annotations
+
+import contextvars
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
+
+from listserv.web.i18n import SOURCE, UiLanguage
+
+_current: contextvars.ContextVar[UiLanguage] = contextvars.ContextVar("ui_language")
+
+
+class Pages:
+    def __init__(self, templates_dir: Path, timezone: str, languages: dict[str, UiLanguage]) -> None:
+        self.languages = languages
+        self.timezone = ZoneInfo(timezone)
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir / "web"),
+            autoescape=select_autoescape(default=True),
+            undefined=StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.install_gettext_callables(  # type: ignore[attr-defined]
+            gettext=lambda message: _current.get().translations.gettext(message),
+            ngettext=lambda one, many, n: _current.get().translations.ngettext(one, many, n),
+            newstyle=True,
+        )
+        self.env.filters.update(datetime=self._datetime, date=self._date, number=self._number)
+
+    def language(self, code: str) -> UiLanguage:
+        return self.languages.get(code) or self.languages[SOURCE]
+
+    def render(self, name: str, language: str, /, **context: Any) -> str:
+        ui = self.language(language)
+        token = _current.set(ui)
+        try:
+            return self.env.get_template(name).render(ui=ui, languages=self.languages, **context)
+        finally:
+            _current.reset(token)
+
+    @pass_context
+    def _datetime(self, context: Context, moment: datetime | None, style: str = "medium") -> str:
+        if moment is None:
+            return ""
+        return format_datetime(moment, style, tzinfo=self.timezone, locale=context["ui"].code)
+
+    @pass_context
+    def _date(self, context: Context, moment: datetime | None, style: str = "long") -> str:
+        if moment is None:
+            return ""
+        local = moment.astimezone(self.timezone) if isinstance(moment, datetime) else moment
+        return format_date(local, style, locale=context["ui"].code)
+
+    @pass_context
+    def _number(self, context: Context, value: float) -> str:
+        return format_decimal(value, locale=context["ui"].code)

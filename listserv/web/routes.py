@@ -1,0 +1,31 @@
+"""Every page of the site, area by area; ``build`` makes the app ``serve`` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+
+from listserv.config import Settings
+from listserv.moderation import Moderation
+from listserv.web import auth, home
+from listserv.web.app import Page, Site, build_app
+from listserv.web.i18n import load_languages
+from listserv.web.pages import Pages
+
+
+def all_pages() -> list[Page]:
+    return [*auth.PAGES, *home.PAGES]
+
+
+def build_site(
+    settings: Settings, engine: Engine, moderation: Moderation, clock: Callable[[], datetime]
+) -> Site:
+    pages = Pages(settings.site.templates_dir, settings.site.timezone, load_languages(settings.languages))
+    return Site(settings, engine, moderation, clock, pages, moderation.secret)
+
+
+def build(site: Site) -> Starlette:
+    return build_app(site, all_pages())
