@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import os
+import re
 import secrets
 import signal
 import socket
@@ -26,13 +27,16 @@ import yaml
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
 
+from listserv import members
 from listserv.config import Settings, parse_settings
 from listserv.db import make_engine, utc_now
 from listserv.members import apply_rows, check_row
 from listserv.models import Received
 from listserv.provision import initialise
-from listserv.server import Forum
+from listserv.server import Forum, build_moderation
+from listserv.web.routes import build, build_site
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -353,3 +357,48 @@ def add_members(engine: Engine, settings: Settings, *members: dict[str, str]) ->
     rows = [check_row(defaults | member, settings) for member in members]
     with Session(engine) as session, session.begin():
         apply_rows(session, rows)
+
+
+PASSWORD = "correct horse battery"
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def set_password(engine: Engine, address: str, password: str = PASSWORD) -> None:
+    with Session(engine) as session, session.begin():
+        assert members.set_password(session, address, password), f"{address} is not a member"
+
+
+class WebClient:
+    """Starlette's TestClient on the real app (real database, real templates), signed in or not."""
+
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
+        site = build_site(settings, engine, build_moderation(settings, clock), clock)
+        self.site = site
+        self.app = build(site)
+        self.http = TestClient(self.app, raise_server_exceptions=False, follow_redirects=False)
+
+    def get(self, path: str, **options: Any) -> Any:
+        return self.http.get(path, **options)
+
+    def csrf(self) -> str:
+        """The session's CSRF token, as any page's forms carry it."""
+        page = self.http.get("/login")
+        found = CSRF_FIELD.search(page.text)
+        assert found, "no CSRF field on the login page"
+        return found.group(1)
+
+    def post(self, path: str, data: dict[str, str] | None = None, csrf: bool = True, **options: Any) -> Any:
+        fields = dict(data or {})
+        if csrf:
+            fields.setdefault("csrf", self.csrf())
+        return self.http.post(path, data=fields, **options)
+
+    def sign_in(self, address: str, password: str = PASSWORD) -> WebClient:
+        response = self.post("/login", {"email": address, "password": password, "next": "/"})
+        assert response.status_code == 303, response.text
+        return self
+
+
+@pytest.fixture
+def web(settings: Settings, engine: Engine) -> WebClient:
+    return WebClient(settings, engine)
