@@ -25,6 +25,7 @@ import psycopg
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
@@ -360,6 +361,14 @@ def add_members(engine: Engine, settings: Settings, *members: dict[str, str]) ->
 
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's recommended cost takes ~0.1-1 s per hash on this machine; the tests hash hundreds."""
+    monkeypatch.setattr(members, "PASSWORDS", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -375,16 +384,18 @@ class WebClient:
         site = build_site(settings, engine, build_moderation(settings, clock), clock)
         self.site = site
         self.app = build(site)
-        self.http = TestClient(self.app, raise_server_exceptions=False, follow_redirects=False)
+        # A Secure cookie only comes back over https: speak the scheme the site is configured with.
+        base = "https://testserver" if settings.site.base_url.startswith("https") else "http://testserver"
+        self.http = TestClient(self.app, base, raise_server_exceptions=False, follow_redirects=False)
 
     def get(self, path: str, **options: Any) -> Any:
         return self.http.get(path, **options)
 
     def csrf(self) -> str:
-        """The session's CSRF token, as any page's forms carry it."""
-        page = self.http.get("/login")
+        """The session's CSRF token, as every page's forms carry it (the language switcher at least)."""
+        page = self.http.get("/password/forgot")
         found = CSRF_FIELD.search(page.text)
-        assert found, "no CSRF field on the login page"
+        assert found, "no CSRF field on the page"
         return found.group(1)
 
     def post(self, path: str, data: dict[str, str] | None = None, csrf: bool = True, **options: Any) -> Any:

@@ -8,20 +8,18 @@ wrong password, so timing does not tell who is a member.
 
 from __future__ import annotations
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
+from listserv import members
 from listserv.members import MIN_PASSWORD_LENGTH, find_member
 from listserv.models import MailingList, Member, Moderator, Subscription
 from listserv.web.access import password_fingerprint
 from listserv.web.app import Access, Ctx, Page, Problem, csrf_token
 
 RESET_HOURS = 2
-HASHER = PasswordHasher()
-UNKNOWN_MEMBER_HASH = HASHER.hash("an address that is not a member")
 
 
 def safe_next(target: str) -> str:
@@ -45,7 +43,8 @@ def login(ctx: Ctx) -> Response:
     if wait:
         return ctx.render("login.html", 429, next=target, email=address, error="too_many", minutes=wait)
     member = find_member(ctx.db, address) if address else None
-    if member is None or not _verify(member, password):
+    verified = _verify(member, password)  # always called: unknown addresses cost the same time
+    if member is None or not verified:
         ctx.site.limiter.failed(address, client)
         return ctx.render("login.html", 400, next=target, email=address, error="wrong")
     ctx.site.limiter.succeeded(address)
@@ -53,15 +52,18 @@ def login(ctx: Ctx) -> Response:
     return RedirectResponse(target, 303)
 
 
-def _verify(member: Member, password: str) -> bool:
+def _verify(member: Member | None, password: str) -> bool:
+    hasher = members.PASSWORDS
     try:
-        HASHER.verify(member.password_hash or UNKNOWN_MEMBER_HASH, password)
+        # No member, or no password yet: hash anyway, so the answer takes as long as for a member.
+        if member is None or not member.password_hash:
+            hasher.hash(password)
+            return False
+        hasher.verify(member.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-    if not member.password_hash:
-        return False
-    if HASHER.check_needs_rehash(member.password_hash):
-        member.password_hash = HASHER.hash(password)
+    if hasher.check_needs_rehash(member.password_hash):
+        member.password_hash = hasher.hash(password)
     return True
 
 
@@ -151,7 +153,7 @@ def reset(ctx: Ctx) -> Response:
         return ctx.render(
             "password_reset.html", 400, email=member.email, error=error, minimum=MIN_PASSWORD_LENGTH
         )
-    member.password_hash = HASHER.hash(password)
+    member.password_hash = members.PASSWORDS.hash(password)
     _sign_in(ctx, member)
     return RedirectResponse("/", 303)
 
