@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install serve test lint bench clean
+.PHONY: install browser serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +15,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The browser tests drive Debian's chromium with Playwright (which never downloads a browser of its own).
+# A file target: the recipe runs only when /usr/bin/chromium is missing.
+$(CHROMIUM):
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y --no-install-recommends chromium
+
+browser: $(CHROMIUM)
+
 serve: $(STAMP)
 	$(BIN)/listserv init
 	$(BIN)/listserv serve
 
 # Every storage test runs on SQLite and on the PostgreSQL server at 127.0.0.1:5432 (a throwaway database
 # per run); LISTSERV_TEST_PG=0 runs SQLite only on a machine without one.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check listserv digests tests bench
 	$(BIN)/pytest -q
 

@@ -1,0 +1,189 @@
+"""The web UI in a real browser: Debian's chromium driven by Playwright against the real forum (SMTP and
+web in one loop, outgoing mail to an SMTP sink), on SQLite and PostgreSQL. Every flow saves a full-page
+screenshot under tests/artifacts/ (git-ignored) for a person to look at.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium (``make`` and ``.ci/run``
+install it). Without it the module is skipped locally with a reason, and fails under CI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Route, expect, sync_playwright
+from sqlalchemy import Engine
+
+from listserv.config import Settings
+from tests.conftest import ROOT, RunningForum, add_members, set_password
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+FRENCH_CATALOGUE = ROOT / "listserv" / "locale" / "fr" / "LC_MESSAGES" / "listserv.po"
+DELEGATE = "amina@example.org"
+MOD_EN = "mod-en@forum.example.org"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One chromium for the whole module: launching is the slow part."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing: `make browser` (apt-get install chromium) to run the browser tests"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI must run them
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Visit:
+    """One browser context on the running forum, recording what a page should never do."""
+
+    context: BrowserContext
+    page: Page
+    hosts: set[str] = field(default_factory=set)
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def shot(self, name: str, page: Page | None = None) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (page or self.page).screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+    def sign_in(self, address: str) -> None:
+        page = self.page
+        page.goto("/login")
+        page.get_by_label("Email address").fill(address)
+        page.get_by_label("Password").fill("correct horse battery")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_load_state()
+
+
+def open_visit(browser: Browser, base_url: str, **options: object) -> Visit:
+    context = browser.new_context(base_url=base_url, locale="en-GB", **options)  # type: ignore[arg-type]
+    visit = Visit(context, context.new_page())
+
+    def watch(route: Route) -> None:
+        host = urlsplit(route.request.url).hostname or ""
+        visit.hosts.add(host)
+        if host == "127.0.0.1":
+            route.continue_()
+        else:
+            route.abort()  # nothing leaves the machine, even if a page asked
+
+    def dismiss(dialog: Dialog) -> None:
+        visit.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    context.route("**/*", watch)
+    visit.page.on("dialog", dismiss)
+    visit.page.on("pageerror", lambda error: visit.errors.append(str(error)))
+    return visit
+
+
+@pytest.fixture
+def site(live: RunningForum, relayed_engine: Engine, relayed_settings: Settings) -> str:
+    """The running forum's web address, with a delegate of ta-en and ta-fr and the English moderator."""
+    add_members(
+        relayed_engine, relayed_settings, {"email": DELEGATE, "name": "Amina Diallo", "lists": "ta-en;ta-fr"}
+    )
+    for address in (DELEGATE, MOD_EN):
+        set_password(relayed_engine, address)
+    return f"http://127.0.0.1:{live.forum.web_port}"
+
+
+@pytest.fixture
+def visit(browser: Browser, site: str) -> Iterator[Visit]:
+    opened = open_visit(browser, site)
+    yield opened
+    opened.context.close()
+    assert opened.hosts <= {"127.0.0.1"}, f"requests left the machine: {opened.hosts}"
+    assert opened.errors == [], f"JavaScript errors: {opened.errors}"
+
+
+def html_lang(page: Page) -> str:
+    return page.evaluate("document.documentElement.lang")
+
+
+# 1. Signing in, 7. the keyboard -----------------------------------------------------------------------
+
+
+def test_sign_in_by_labels_then_skip_to_content(visit: Visit) -> None:
+    page = visit.page
+    page.goto("/")
+    assert page.url.endswith("/login?next=%2F"), "a visitor is sent to sign in, and back afterwards"
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    visit.shot("login")
+    page.get_by_label("Email address").fill(DELEGATE)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("do not match")
+    visit.shot("login-wrong-password")
+    visit.sign_in(DELEGATE)
+    assert urlsplit(page.url).path == "/lists/"
+
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.outerHTML")
+    assert page.evaluate("document.activeElement.className") == "skip", f"first Tab stop: {focused}"
+    expect(page.get_by_role("link", name="Skip to content")).to_be_in_viewport()
+    visit.shot("skip-link-focused")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+
+# 5. Switching the language ------------------------------------------------------------------------------
+
+
+def test_language_switcher_with_and_without_javascript(visit: Visit, browser: Browser, site: str) -> None:
+    page = visit.page
+    visit.sign_in(DELEGATE)
+    assert html_lang(page) == "en"
+    with page.expect_navigation():
+        page.locator("#language-choice").select_option("fr")  # site.js submits the form on change
+    assert html_lang(page) == "fr"
+    assert page.locator("#language-choice").input_value() == "fr"
+    visit.shot("language-fr")
+    page.reload()
+    assert html_lang(page) == "fr", "the choice is kept (session and member setting)"
+
+    plain = open_visit(browser, site, java_script_enabled=False)
+    try:
+        plain.page.goto("/login")
+        plain.page.get_by_label("Language").select_option("fr")
+        plain.page.get_by_role("button", name="Change").click()
+        plain.page.wait_for_load_state()
+        assert html_lang(plain.page) == "fr"
+        assert urlsplit(plain.page.url).path == "/login", "back on the page where the switch was made"
+        plain.shot("language-fr-no-js")
+    finally:
+        plain.context.close()
+
+
+@pytest.mark.skipif(
+    not FRENCH_CATALOGUE.exists(),
+    reason=f"no French web catalogue yet ({FRENCH_CATALOGUE.relative_to(ROOT)}): French words untested",
+)
+def test_french_words_in_the_header(visit: Visit) -> None:
+    """Runs by itself once the French catalogue exists."""
+    page = visit.page
+    visit.sign_in(DELEGATE)
+    with page.expect_navigation():
+        page.locator("#language-choice").select_option("fr")
+    nav = page.get_by_role("navigation")
+    expect(nav.get_by_role("link", name="Listes")).to_be_visible()
+    expect(nav.get_by_role("link", name="Rechercher")).to_be_visible()
+    visit.shot("header-fr")
