@@ -119,9 +119,10 @@ def _decode_header(value: object, defects: list[str]) -> str:
     """An RFC 2047 header value → text; raw 8-bit bytes are read as UTF-8, else Latin-1."""
     if not isinstance(value, str):
         value = str(value)
-    if max(value, default=" ") >= "\udc80":
-        # compat32 smuggles undecodable 8-bit bytes as surrogates: recover them.
-        value = _decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
+    if any("\udc80" <= char <= "\udcff" for char in value):
+        # compat32 smuggles undecodable 8-bit bytes as surrogates: recover them. Other non-ASCII
+        # (U+FFFD, say) may sit beside them, so encode as UTF-8, not ASCII.
+        value = _decode_bytes(value.encode("utf-8", "surrogateescape"), "utf-8")
     try:
         text = str(make_header(decode_header(value)))
     except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):

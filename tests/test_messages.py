@@ -57,3 +57,15 @@ def test_a_decoded_post_has_the_fields_rules_need() -> None:
     assert post.sender.endswith("@example.org")
     assert any(ch in post.subject for ch in "éèàç")
     assert post.date is not None and post.date.tzinfo is not None
+
+
+def test_raw_utf8_attachment_name_beside_other_non_ascii_does_not_raise() -> None:
+    raw = (
+        b"From: a@example.org\r\nSubject: caf\xc3\xa9 \xef\xbf\xbd\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"--XX\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="caf\xc3\xa9.pdf"\r\n\r\nabc\r\n--XX--\r\n'
+    )
+    post = parse_post(raw)
+    assert post.subject == "café \ufffd"
+    assert post.attachments[0].filename.endswith(".pdf")

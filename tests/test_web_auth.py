@@ -200,3 +200,11 @@ def test_unknown_page_is_a_page_not_a_traceback(web: WebClient, delegate: str) -
     response = web.get("/no/such/page")
     assert response.status_code == 404
     assert "There is no page at this address" in response.text
+
+
+def test_every_page_forbids_framing_scripts_from_elsewhere_and_sniffing(web: WebClient) -> None:
+    headers = web.get("/login").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert web.get("/static/style.css").headers["x-frame-options"] == "DENY"

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from listserv.config import Settings
 from listserv.moderation import Moderation
@@ -220,6 +221,42 @@ def error_page(site: Site) -> Callable[[Request, Exception], Any]:
     return handle
 
 
+# Archived mail is shown in our origin: nothing in it may run script or fetch from elsewhere (a remote
+# image is a read receipt), and no other site may frame our pages or post our forms.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
+        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    """Adds ``SECURITY_HEADERS`` to every response that has not set its own (attachments set a
+    stricter ``sandbox`` policy)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def build_app(site: Site, pages: list[Page]) -> Starlette:
     secure = site.settings.site.base_url.startswith("https://")
     session_key = hmac.new(site.secret, b"web-session", "sha256").hexdigest()
@@ -227,6 +264,7 @@ def build_app(site: Site, pages: list[Page]) -> Starlette:
     return Starlette(
         routes=routes_of(pages, site),
         middleware=[
+            Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,
                 secret_key=session_key,
