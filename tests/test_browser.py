@@ -8,17 +8,22 @@ install it). Without it the module is skipped locally with a reason, and fails u
 from __future__ import annotations
 
 import os
+import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Route, expect, sync_playwright
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from tests.conftest import ROOT, RunningForum, add_members, set_password
+from listserv.models import Held, Post
+from tests.conftest import ROOT, RunningForum, Sink, add_members, set_password, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,6 +37,17 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FRENCH_CATALOGUE = ROOT / "listserv" / "locale" / "fr" / "LC_MESSAGES" / "listserv.po"
 DELEGATE = "amina@example.org"
 MOD_EN = "mod-en@forum.example.org"
+TA_EN = "ta-en@forum.example.org"
+# Everything a hostile HTML mail might try: scripts, handlers, javascript: links, remote content.
+HOSTILE_HTML = """<p>The budget <b>figures</b> are below.</p>
+<script>window.__pwned = 1; alert("script")</script>
+<img src=x onerror="window.__pwned = 2; alert('onerror')">
+<p><a href="javascript:window.__pwned = 3" id="js-link">open the figures</a></p>
+<img src="https://tracker.example/x.png" alt="tracker">
+<iframe src="https://tracker.example/frame"></iframe>
+<div style="background: url(https://tracker.example/style.png)">styled</div>
+<svg><script>window.__pwned = 4</script></svg>
+"""
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +91,7 @@ class Visit:
 
 def open_visit(browser: Browser, base_url: str, **options: object) -> Visit:
     context = browser.new_context(base_url=base_url, locale="en-GB", **options)  # type: ignore[arg-type]
+    context.set_default_timeout(10_000)  # a missing element fails in seconds, not Playwright's 30
     visit = Visit(context, context.new_page())
 
     def watch(route: Route) -> None:
@@ -117,6 +134,35 @@ def visit(browser: Browser, site: str) -> Iterator[Visit]:
 
 def html_lang(page: Page) -> str:
     return page.evaluate("document.documentElement.lang")
+
+
+def compose(
+    sender: str, to: str, subject: str, text: str = "", html: str = "", **headers: str
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, to, subject
+    message["Message-ID"] = make_msgid(domain="example.org")
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    if html and not text:
+        message.set_content(html, subtype="html")  # HTML only: the page must show it, defused
+    else:
+        message.set_content(text)
+    return message
+
+
+def send(port: int, message: EmailMessage) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.send_message(message)
+
+
+def assert_defused(visit: Visit, page: Page) -> None:
+    """Nothing a hostile mail carried ran, popped up or fetched anything."""
+    assert page.evaluate("window.__pwned") is None
+    hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
+    assert not [href for href in hrefs if href.strip().lower().startswith("javascript:")], hrefs
+    assert visit.dialogs == []
+    assert "tracker.example" not in visit.hosts, "a remote image was requested"
 
 
 # 1. Signing in, 7. the keyboard -----------------------------------------------------------------------
@@ -187,3 +233,45 @@ def test_french_words_in_the_header(visit: Visit) -> None:
     expect(nav.get_by_role("link", name="Listes")).to_be_visible()
     expect(nav.get_by_role("link", name="Rechercher")).to_be_visible()
     visit.shot("header-fr")
+
+
+# 4. Approving a held post --------------------------------------------------------------------------------
+
+
+def held_subjects(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Held.subject).where(Held.state == "held").order_by(Held.id)))
+
+
+def archived_subjects(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Post.subject).where(Post.list_name == "ta-en")))
+
+
+def test_moderator_approves_a_held_post(
+    visit: Visit, live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    send(live.port, compose(DELEGATE, TA_EN, "Training of trainers", "Hello all,\nour experience so far."))
+    send(live.port, compose(DELEGATE, TA_EN, "Budget figures", html=HOSTILE_HTML))
+    wait_for(lambda: len(held_subjects(relayed_engine)) == 2, what="both posts held")
+    page = visit.page
+    visit.sign_in(MOD_EN)
+    page.goto("/moderation/")
+    page.get_by_role("link", name="ta-en").click()
+    expect(page.get_by_role("heading", name="Moderation of ta-en")).to_be_visible()
+    held = page.get_by_role("article", name="Training of trainers")
+    expect(held).to_contain_text("Amina Diallo")
+    assert_defused(visit, page)  # the other held post is the hostile HTML one
+    visit.shot("moderation-queue")
+
+    held.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_contain_text("Approved: “Training of trainers”")
+    expect(page.get_by_role("article", name="Training of trainers")).to_have_count(0)
+    visit.shot("moderation-approved")
+    wait_for(lambda: "Training of trainers" in archived_subjects(relayed_engine), what="the post archived")
+    # A decision taken on the web does not wake the sender threads (mail replies do): without this the
+    # copies leave at the deliverer's next idle poll, ~30 s later. Reported; remove once the web wakes them.
+    live.forum.deliverer.background.wake()
+    [copy] = sink.wait_to(DELEGATE, list_copies=True)
+    assert "Training of trainers" in copy["Subject"]
+    assert held_subjects(relayed_engine) == ["Budget figures"]
