@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from listserv.db import UTCDateTime, utc_now
@@ -182,7 +193,12 @@ class Post(Base):
     """An approved message in the archive: raw bytes exactly as received, once per list."""
 
     __tablename__ = "post"
-    __table_args__ = (UniqueConstraint("list_name", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("list_name", "message_id"),
+        # The archive pages (migration 0008): walks newest first, date ranges, a thread's figures.
+        Index("ix_post_list_archived", "list_name", "archived_at", "thread_id"),
+        Index("ix_post_list_thread_archived", "list_name", "thread_id", "archived_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_name: Mapped[str] = mapped_column(String(100), index=True)
