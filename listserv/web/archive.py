@@ -1,0 +1,375 @@
+"""The archive pages: the viewer's lists, a list's threads, a month, a thread, a message, its raw bytes and
+attachments, a week's topic in every language, a digest issue, and the usage protocol.
+
+Every page of a list checks the list exists (404) and the viewer reads it (403) before touching a post.
+Messages are shown through ``listserv.reading``: text arrives as structures the templates escape, HTML
+mail only as nh3's sanitised output. Raw bytes and attachments are served as downloads that cannot run
+in our origin (``nosniff``, ``Content-Security-Policy: sandbox``, attachment disposition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from urllib.parse import quote
+
+from markupsafe import Markup
+from sqlalchemy import select
+from starlette.responses import Response
+
+from listserv import reading
+from listserv.archive import message_url
+from listserv.config import MailingList
+from listserv.models import Post, SentDigest, SentPrompt, Topic
+from listserv.topics import iso_week, language_name, text_for
+from listserv.web import threads
+from listserv.web.app import Ctx, Page, Problem
+from listserv.web.protocol import protocol_file, read_protocol
+
+ACTIVITY_DAYS = 30
+MAX_PAGE = 10_000  # deeper pages walk too much of a list; nobody pages that far by hand
+LATEST_REPLIES = 3  # on the topic page, per language
+DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One message as a page shows it; ``html`` is Markup only because nh3 has sanitised it."""
+
+    post: Post
+    view: reading.MessageView
+    body: tuple[reading.Block, ...]  # the view's blocks without blank lines at their ends
+    html: Markup | None
+
+
+@dataclass(frozen=True)
+class TopicText:
+    week: str
+    title: str
+    body: str
+    language: str  # the language of the text (a missing translation falls back)
+
+
+def readable_list(ctx: Ctx) -> MailingList:
+    name = ctx.param("list")
+    found = ctx.site.settings.lists.get(name)
+    if found is None:
+        raise Problem(404, "no_list", list=name)
+    if not ctx.member().can_read(name):
+        raise Problem(403, "not_member", list=name)
+    return found
+
+
+def archived_post(ctx: Ctx, mailing_list: MailingList) -> Post:
+    post = threads.find_post(ctx.db, mailing_list.name, ctx.param("message_id"))
+    if post is None:
+        raise Problem(404, "no_message")
+    return post
+
+
+def page_number(ctx: Ctx) -> int:
+    try:
+        return max(1, min(int(ctx.query("page", "1")), MAX_PAGE))
+    except ValueError:
+        return 1
+
+
+def show(post: Post, list_name: str, show_html: bool = False) -> Shown:
+    base = f"/lists/{list_name}/attachment/"
+    view = reading.read_message(
+        post.raw,
+        show_html=show_html,
+        attachment_url=lambda index: f"{base}{index}/{threads.id_path(post.message_id)}",
+    )
+    html = Markup(view.html) if view.html is not None else None  # safe: nh3's sanitised output
+    return Shown(post, view, tidy(view.body), html)
+
+
+def tidy(blocks: tuple[reading.Block, ...]) -> tuple[reading.Block, ...]:
+    """Blank lines around blocks become the space between paragraphs; a block of blank lines goes."""
+    tidied = []
+    for block in blocks:
+        lines = list(block.lines)
+        while lines and is_blank(lines[-1]):
+            lines.pop()
+        while lines and is_blank(lines[0]):
+            lines.pop(0)
+        if lines:
+            tidied.append(replace(block, lines=tuple(lines)))
+    return tuple(tidied)
+
+
+def is_blank(line: reading.Line) -> bool:
+    return all(not text.strip() for text, _ in line)
+
+
+def who(ctx: Ctx, addresses: set[str]) -> dict[str, str]:
+    """For templates: ``names.get(address.lower(), address)`` shows a member's name when known."""
+    return threads.names_of(ctx.db, addresses)
+
+
+def topic_text(topic: Topic, language: str) -> TopicText:
+    try:
+        title, body, used = text_for(topic, language)
+    except ValueError:  # a topic with no text at all: still a week to link to
+        title, body, used = topic.week, "", language
+    return TopicText(topic.week, title, body, used)
+
+
+def lists_index(ctx: Ctx) -> Response:
+    viewer, settings = ctx.member(), ctx.site.settings
+    now = ctx.site.clock()
+    readable = [ml for ml in settings.lists.values() if viewer.can_read(ml.name)]
+    figures = threads.activity(ctx.db, [ml.name for ml in readable], now - timedelta(days=ACTIVITY_DAYS))
+    week = iso_week(now, settings.site.timezone)
+    topics = {
+        topic.room: topic
+        for topic in ctx.db.scalars(
+            select(Topic).where(Topic.week == week, Topic.room.in_({ml.room for ml in readable}))
+        )
+    }
+    rooms = []
+    for room in settings.rooms:
+        lists = [ml for ml in readable if ml.room == room.name]
+        if lists:
+            title = room.title.get(ctx.language) or room.title.get("en") or room.name
+            rooms.append((title, lists))
+    texts = {ml.name: topic_text(topics[ml.room], ml.language) for ml in readable if ml.room in topics}
+    return ctx.render(
+        "lists.html",
+        rooms=rooms,
+        figures=figures,
+        topics=texts,
+        days=ACTIVITY_DAYS,
+        language_name=lambda code: language_name(code, ctx.language),
+    )
+
+
+def list_page(ctx: Ctx) -> Response:
+    mailing_list, page = readable_list(ctx), page_number(ctx)
+    rows, more = threads.recent_threads(ctx.db, mailing_list.name, page)
+    now = ctx.site.clock()
+    topic = ctx.db.scalars(
+        select(Topic).where(
+            Topic.room == mailing_list.room, Topic.week == iso_week(now, ctx.site.settings.site.timezone)
+        )
+    ).first()
+    return ctx.render(
+        "list.html",
+        mailing_list=mailing_list,
+        threads=rows,
+        page=page,
+        more=more,
+        topic=topic_text(topic, mailing_list.language) if topic else None,
+        prompt=prompt_id(ctx, topic, mailing_list.name) if topic else None,
+        **calendar(ctx, mailing_list.name, ctx.query("year")),
+        names=who(ctx, {row.starter for row in rows}),
+        idpath=threads.id_path,
+    )
+
+
+def calendar(ctx: Ctx, list_name: str, wanted: str) -> dict[str, object]:
+    """The month navigation: years with posts, and one year's months with their counts (the asked year,
+    else the newest)."""
+    timezone = ctx.site.settings.site.timezone
+    years = threads.archive_years(ctx.db, list_name, timezone, ctx.site.clock())
+    year = int(wanted) if wanted.isdigit() and int(wanted) in years else (years[0] if years else None)
+    counts = threads.month_counts(ctx.db, list_name, year, timezone) if year else []
+    months = [(threads.month_bounds(year, month, timezone)[0], month, posts) for month, posts in counts]
+    return {"years": years, "year": year, "months": months}
+
+
+def prompt_id(ctx: Ctx, topic: Topic, list_name: str) -> str | None:
+    """The Message-ID of the week's prompt on this list, once it is in the archive."""
+    message_id = ctx.db.scalar(
+        select(SentPrompt.message_id).where(
+            SentPrompt.topic_id == topic.id, SentPrompt.list_name == list_name
+        )
+    )
+    if message_id is None or threads.find_post(ctx.db, list_name, message_id) is None:
+        return None
+    return message_id
+
+
+def month_page(ctx: Ctx) -> Response:
+    mailing_list, page = readable_list(ctx), page_number(ctx)
+    year, month = int(ctx.param("year")), int(ctx.param("month"))
+    if not (1 <= month <= 12 and 1970 <= year <= 9999):
+        raise Problem(404, "http_404")
+    start, end = threads.month_bounds(year, month, ctx.site.settings.site.timezone)
+    rows, more = threads.recent_threads(ctx.db, mailing_list.name, page, (start, end))
+    return ctx.render(
+        "month.html",
+        mailing_list=mailing_list,
+        threads=rows,
+        page=page,
+        more=more,
+        month_start=start,
+        month=month,
+        **calendar(ctx, mailing_list.name, str(year)),
+        names=who(ctx, {row.starter for row in rows}),
+        idpath=threads.id_path,
+    )
+
+
+def thread_page(ctx: Ctx) -> Response:
+    mailing_list = readable_list(ctx)
+    post = archived_post(ctx, mailing_list)
+    tree = threads.thread_tree(ctx.db, mailing_list.name, post.thread_id or post.id)
+    shown: dict[int, Shown] = {}
+    senders: set[str] = set()
+    stack = list(tree)
+    while stack:
+        node = stack.pop()
+        shown[node.post.id] = show(node.post, mailing_list.name)
+        senders.add(node.post.sender)
+        stack.extend(node.children)
+    return ctx.render(
+        "thread.html",
+        mailing_list=mailing_list,
+        tree=tree,
+        shown_posts=shown,
+        current=post,
+        first=tree[0].post if tree else post,
+        size=len(shown),
+        names=who(ctx, senders),
+        idpath=threads.id_path,
+    )
+
+
+def message_page(ctx: Ctx) -> Response:
+    mailing_list = readable_list(ctx)
+    post = archived_post(ctx, mailing_list)
+    shown = show(post, mailing_list.name, show_html=ctx.query("html") == "1")
+    return ctx.render(
+        "message.html",
+        mailing_list=mailing_list,
+        message=shown,
+        stable_url=message_url(ctx.site.settings.site.base_url, mailing_list.name, post.message_id),
+        names=who(ctx, {post.sender}),
+        idpath=threads.id_path,
+    )
+
+
+def raw_message(ctx: Ctx) -> Response:
+    """The exact archived bytes: readable in the browser when they are UTF-8, else a download."""
+    post = archived_post(ctx, readable_list(ctx))
+    try:
+        post.raw.decode("utf-8")
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+    except UnicodeDecodeError:
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": 'attachment; filename="message.eml"',
+        }
+    return Response(post.raw, headers={**headers, **DOWNLOAD_HEADERS})
+
+
+def attachment_download(ctx: Ctx) -> Response:
+    post = archived_post(ctx, readable_list(ctx))
+    found = reading.attachment(post.raw, int(ctx.param("index")))
+    if found is None:
+        raise Problem(404, "no_attachment")
+    content_type = found.content_type
+    if found.charset and content_type.startswith("text/"):
+        content_type += f"; charset={found.charset}"
+    headers = {
+        "Content-Type": content_type,
+        "Content-Disposition": content_disposition(found.filename),
+        **DOWNLOAD_HEADERS,
+    }
+    return Response(found.data, headers=headers)
+
+
+def content_disposition(filename: str) -> str:
+    """Always ``attachment`` (an HTML or SVG file must not open in our origin); RFC 6266 ``filename*``
+    carries the real name, ``filename`` an ASCII stand-in for old clients."""
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\;%' else "_" for ch in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def topic_page(ctx: Ctx) -> Response:
+    mailing_list = readable_list(ctx)
+    topic = ctx.db.scalars(
+        select(Topic).where(Topic.room == mailing_list.room, Topic.week == ctx.param("week"))
+    ).first()
+    if topic is None:
+        raise Problem(404, "no_topic", week=ctx.param("week"))
+    viewer = ctx.member()
+    sisters = []
+    for sister in ctx.site.settings.lists.values():
+        if sister.room == mailing_list.room and viewer.can_read(sister.name):
+            prompt = prompt_id(ctx, topic, sister.name)
+            post = threads.find_post(ctx.db, sister.name, prompt) if prompt else None
+            size, latest = (
+                threads.thread_posts(ctx.db, sister.name, post.thread_id or post.id, LATEST_REPLIES)
+                if post
+                else (0, [])
+            )
+            sisters.append((sister, topic_text(topic, sister.language), prompt, size, latest))
+    senders = {row.sender for *_, latest in sisters for row in latest}
+    return ctx.render(
+        "topic.html",
+        mailing_list=mailing_list,
+        week=topic.week,
+        sisters=sisters,
+        names=who(ctx, senders),
+        idpath=threads.id_path,
+        language_name=lambda code: language_name(code, ctx.language),
+    )
+
+
+def digest_page(ctx: Ctx) -> Response:
+    mailing_list = readable_list(ctx)
+    issues = ctx.db.scalars(
+        select(SentDigest).where(
+            SentDigest.list_name == mailing_list.name,
+            SentDigest.period == ctx.param("period"),
+            SentDigest.key == ctx.param("key"),
+        )
+    ).all()
+    if not issues:
+        raise Problem(404, "no_digest")
+    issue = min(issues, key=lambda row: row.format != "mime")  # the MIME issue when both exist
+    posts = threads.window_posts(ctx.db, mailing_list.name, issue.covered_from, issue.covered_until)
+    return ctx.render(
+        "digest.html",
+        mailing_list=mailing_list,
+        issue=issue,
+        posts=posts,
+        names=who(ctx, {row.sender for row in posts}),
+        idpath=threads.id_path,
+    )
+
+
+def protocol_page(ctx: Ctx) -> Response:
+    wanted = ctx.param("lang")
+    found = protocol_file(ctx.site.settings.site.templates_dir / "protocol", wanted)
+    if found is None:
+        raise Problem(404, "http_404")
+    language, path = found
+    return ctx.render(
+        "protocol.html",
+        blocks=read_protocol(path.read_text(encoding="utf-8")),
+        language=language,
+        direction=ctx.site.pages.languages[language].direction
+        if language in ctx.site.pages.languages
+        else "auto",
+        missing=language_name(wanted, ctx.language) if language != wanted else None,
+    )
+
+
+PAGES = [
+    Page("/lists/", lists_index, name="lists"),
+    Page("/lists/{list}/", list_page, name="list"),
+    Page("/lists/{list}/{year:int}/{month:int}/", month_page, name="month"),
+    Page("/lists/{list}/thread/{message_id:path}", thread_page, name="thread"),
+    Page("/lists/{list}/message/{message_id:path}", message_page, name="message"),
+    Page("/lists/{list}/raw/{message_id:path}", raw_message, name="raw"),
+    Page("/lists/{list}/attachment/{index:int}/{message_id:path}", attachment_download, name="attachment"),
+    Page("/lists/{list}/topic/{week}", topic_page, name="topic"),
+    Page("/lists/{list}/digest/{period}/{key}", digest_page, name="digest"),
+    Page("/protocol/{lang}", protocol_page, name="protocol"),
+]
