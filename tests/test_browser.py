@@ -11,8 +11,9 @@ import os
 import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,9 +22,10 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Route, ex
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from listserv.archive import archive_raw
 from listserv.config import Settings
 from listserv.models import Held, Post
-from tests.conftest import ROOT, RunningForum, Sink, add_members, set_password, wait_for
+from tests.conftest import ROOT, RunningForum, Sink, SteppableClock, add_members, set_password, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,6 +38,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FRENCH_CATALOGUE = ROOT / "listserv" / "locale" / "fr" / "LC_MESSAGES" / "listserv.po"
 DELEGATE = "amina@example.org"
+COLLEAGUE = "kofi@example.org"
 MOD_EN = "mod-en@forum.example.org"
 TA_EN = "ta-en@forum.example.org"
 # Everything a hostile HTML mail might try: scripts, handlers, javascript: links, remote content.
@@ -114,9 +117,12 @@ def open_visit(browser: Browser, base_url: str, **options: object) -> Visit:
 
 @pytest.fixture
 def site(live: RunningForum, relayed_engine: Engine, relayed_settings: Settings) -> str:
-    """The running forum's web address, with a delegate of ta-en and ta-fr and the English moderator."""
+    """The running forum's web address; two delegates, and the English moderator with a password."""
     add_members(
-        relayed_engine, relayed_settings, {"email": DELEGATE, "name": "Amina Diallo", "lists": "ta-en;ta-fr"}
+        relayed_engine,
+        relayed_settings,
+        {"email": DELEGATE, "name": "Amina Diallo", "country": "Senegal", "lists": "ta-en;ta-fr"},
+        {"email": COLLEAGUE, "name": "Kofi Mensah", "country": "Ghana", "lists": "ta-en"},
     )
     for address in (DELEGATE, MOD_EN):
         set_password(relayed_engine, address)
@@ -181,6 +187,12 @@ def test_sign_in_by_labels_then_skip_to_content(visit: Visit) -> None:
     visit.shot("login-wrong-password")
     visit.sign_in(DELEGATE)
     assert urlsplit(page.url).path == "/lists/"
+    expect(page.get_by_role("heading", name="Lists", level=1)).to_be_visible()
+    expect(
+        page.get_by_role("main").get_by_role("link", name="Technical Assistance", exact=True)
+    ).to_be_visible()
+    expect(page.get_by_role("main").get_by_role("link", name="Assistance technique")).to_be_visible()
+    visit.shot("lists-index")
 
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement.outerHTML")
@@ -256,7 +268,7 @@ def test_moderator_approves_a_held_post(
     wait_for(lambda: len(held_subjects(relayed_engine)) == 2, what="both posts held")
     page = visit.page
     visit.sign_in(MOD_EN)
-    page.goto("/moderation/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Moderation").click()
     page.get_by_role("link", name="ta-en").click()
     expect(page.get_by_role("heading", name="Moderation of ta-en")).to_be_visible()
     held = page.get_by_role("article", name="Training of trainers")
@@ -275,3 +287,117 @@ def test_moderator_approves_a_held_post(
     [copy] = sink.wait_to(DELEGATE, list_copies=True)
     assert "Training of trainers" in copy["Subject"]
     assert held_subjects(relayed_engine) == ["Budget figures"]
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Lists").click()
+    page.get_by_role("main").get_by_role("link", name="Technical Assistance", exact=True).click()
+    expect(page.get_by_role("link", name="Training of trainers")).to_be_visible()
+    expect(page.get_by_role("link", name="Budget figures")).to_have_count(0)
+
+
+# 2. Browsing, 7. a phone --------------------------------------------------------------------
+
+
+def archive(engine: Engine, message: EmailMessage, when: datetime, list_name: str = "ta-en") -> str:
+    """Straight into the archive (and the search index), as an approved post would be."""
+    message["Date"] = format_datetime(when)
+    with Session(engine) as session, session.begin():
+        archive_raw(session, message.as_bytes(), message["Message-ID"], list_name, when, "[TA-EN]")
+    return message["Message-ID"]
+
+
+def reply(to: EmailMessage, sender: str, text: str) -> EmailMessage:
+    subject = to["Subject"] if to["Subject"].startswith("Re: ") else f"Re: {to['Subject']}"
+    message = compose(sender, TA_EN, subject, text)
+    message["In-Reply-To"] = message["References"] = to["Message-ID"]
+    return message
+
+
+def seed_thread(engine: Engine, clock: SteppableClock) -> None:
+    start = clock() - timedelta(days=2)
+    root = compose(DELEGATE, TA_EN, "Training of trainers in the regions", ROOT_TEXT)
+    first = reply(root, COLLEAGUE, FIRST_REPLY)
+    second = reply(
+        first, DELEGATE, "> We ran three sessions in Kumasi.\n\nThank you, very useful.\n\n-- \nAmina"
+    )
+    for hours, message in enumerate((root, first, second)):
+        archive(engine, message, start + timedelta(hours=hours))
+    archive(engine, compose(COLLEAGUE, TA_EN, "Agenda for the plenary", "Draft agenda attached."), start)
+
+
+ROOT_TEXT = """Dear colleagues,
+
+how do you train trainers outside the capital? We are planning sessions in the regions next spring.
+A very long link to check wrapping: https://example.org/reports/2026/technical-assistance/training-of-trainers/regional-sessions/annex-3-budget-and-calendar.pdf
+"""
+FIRST_REPLY = """We ran three sessions in Kumasi. The regional trainers were the key.
+
+> how do you train trainers outside the capital?
+"""
+
+
+def test_browse_a_thread_and_read_it_on_a_phone(
+    visit: Visit, browser: Browser, site: str, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    seed_thread(relayed_engine, clock)
+    page = visit.page
+    visit.sign_in(DELEGATE)
+    page.get_by_role("main").get_by_role("link", name="Technical Assistance", exact=True).click()
+    expect(page.get_by_role("heading", name="Discussions")).to_be_visible()
+    visit.shot("list")
+    page.get_by_role("link", name="Training of trainers in the regions").click()
+    expect(page.get_by_role("heading", name="Training of trainers in the regions", level=1)).to_be_visible()
+    messages = page.get_by_role("article")
+    expect(messages).to_have_count(3)
+    expect(messages.nth(1)).to_contain_text("Kumasi")
+    expect(page.get_by_role("heading", name="Kofi Mensah")).to_be_visible()
+    visit.shot("thread")
+    thread_url = page.url
+    messages.nth(1).get_by_role("link", name="Message page").click()
+    expect(page.get_by_role("heading", name="Re: Training of trainers in the regions")).to_be_visible()
+    visit.shot("message")
+
+    phone = open_visit(
+        browser,
+        site,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        storage_state=visit.context.storage_state(),  # already signed in
+    )
+    try:
+        phone.page.goto(thread_url)
+        expect(phone.page.get_by_role("article")).to_have_count(3)
+        phone.shot("thread-phone")
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the thread is {width}px wide on a 390px phone: it scrolls sideways"
+    finally:
+        phone.context.close()
+
+
+# 6. Hostile HTML mail ------------------------------------------------------------------------------------
+
+
+def test_html_mail_runs_no_script_and_fetches_nothing(
+    visit: Visit, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    hostile = compose(COLLEAGUE, TA_EN, "Budget figures", html=HOSTILE_HTML)
+    archive(relayed_engine, hostile, clock() - timedelta(hours=1))
+    archive(relayed_engine, reply(hostile, DELEGATE, "Thanks, the figures are clear."), clock())
+    page = visit.page
+    visit.sign_in(DELEGATE)
+    page.goto("/lists/ta-en/")
+    page.get_by_role("link", name="Budget figures").click()
+    expect(page.get_by_role("article")).to_have_count(2)
+    expect(page.get_by_role("article").first).to_contain_text("figures are below")
+    assert_defused(visit, page)
+    visit.shot("hostile-thread")
+    page.get_by_role("article").first.get_by_role("link", name="Message page").click()
+    expect(page.get_by_role("heading", name="Budget figures", level=1)).to_be_visible()
+    expect(page.get_by_text("figures are below")).to_be_visible()
+    link = page.get_by_role("link", name="open the figures")
+    if link.count():  # kept as text or as a link without its javascript: target
+        link.click()
+        page.wait_for_timeout(200)
+    assert_defused(visit, page)
+    visit.shot("hostile-message")
+    page.goto(page.url + "?html=1")
+    assert_defused(visit, page)

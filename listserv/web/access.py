@@ -71,3 +71,12 @@ def load_viewer(session: Session, member_id: int, fingerprint: str) -> Viewer | 
     return Viewer(
         member.id, member.email, member.name, member.role, member.is_chief, member.language, reads, moderates
     )
+
+
+def load_feed_reader(session: Session, member_id: int) -> Viewer | None:
+    """The member as they are now, for a feed link (feed readers cannot sign in): the link keeps working
+    across password changes, but stops the moment the member may no longer read the list."""
+    member = session.get(Member, member_id)
+    if member is None:
+        return None
+    return load_viewer(session, member_id, password_fingerprint(member.password_hash))
