@@ -36,5 +36,11 @@ test: $(STAMP) $(CHROMIUM)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
+# After changing a web template: collect its messages, then translate the new entries of each
+# listserv/locale/<lang>/LC_MESSAGES/listserv.po (tests/test_catalogues.py lists what is missing).
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --sort-output --no-location -o listserv/locale/listserv.pot .
+	$(BIN)/pybabel update -i listserv/locale/listserv.pot -d listserv/locale -D listserv --no-fuzzy-matching
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

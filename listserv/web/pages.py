@@ -14,6 +14,7 @@ from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from listserv.archive import message_url
 from listserv.web.i18n import SOURCE, UiLanguage
 
 _current: contextvars.ContextVar[UiLanguage] = contextvars.ContextVar("ui_language")
@@ -37,6 +38,8 @@ class Pages:
             newstyle=True,
         )
         self.env.filters.update(datetime=self._datetime, date=self._date, number=self._number)
+        # The same URL form Archived-At carries, relative to this site.
+        self.env.globals["message_path"] = lambda list_name, mid: message_url("", list_name, mid)
 
     def language(self, code: str) -> UiLanguage:
         return self.languages.get(code) or self.languages[SOURCE]
