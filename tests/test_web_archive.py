@@ -207,6 +207,20 @@ def test_deep_threads_stop_indenting(reader: WebClient, engine: Engine) -> None:
     assert all(f"Deep {depth}" in page for depth in range(10))
 
 
+def test_long_threads_come_in_pages(reader: WebClient, engine: Engine) -> None:
+    post(engine, "p0@t.example", "Long")
+    for number in range(1, 30):  # every reply answers the first post: 30 posts, pages of 20
+        post(engine, f"p{number}@t.example", f"Reply {number}", "p0@t.example", number)
+    first = reader.get("/lists/ta-en/thread/p0@t.example").text
+    assert "30 messages" in first and "Page 1 of 2" in first and "Reply 19<" in first
+    assert "Reply 20<" not in first and 'href="?page=2"' in first
+    second = reader.get("/lists/ta-en/thread/p27@t.example").text  # the page holding the message asked for
+    assert "Page 2 of 2" in second and "Reply 20<" in second and "Reply 19<" not in second
+    assert second.count("In reply to bo@example.org") == 10  # their parent is on page 1
+    assert '<h1 dir="auto">Long</h1>' in second  # the thread's subject, though its first post is on page 1
+    assert "Reply 19<" in reader.get("/lists/ta-en/thread/p27@t.example?page=1").text
+
+
 def test_a_message_page(reader: WebClient, settings: Settings) -> None:
     page = reader.get("/lists/ta-en/message/first@example.org").text
     assert '<a href="https://example.org/report" rel="nofollow noopener noreferrer">' in page

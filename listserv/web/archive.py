@@ -1,17 +1,15 @@
-"""The archive pages: the viewer's lists, a list's threads, a month, a thread, a message, its raw bytes and
-attachments, a week's topic in every language, a digest issue, and the usage protocol.
+"""The archive pages: the viewer's lists, a list's threads, a month, a thread, a message, a week's topic in
+every language, a digest issue (raw bytes and attachments are in ``downloads``).
 
 Every page of a list checks the list exists (404) and the viewer reads it (403) before touching a post.
 Messages are shown through ``listserv.reading``: text arrives as structures the templates escape, HTML
-mail only as nh3's sanitised output. Raw bytes and attachments are served as downloads that cannot run
-in our origin (``nosniff``, ``Content-Security-Policy: sandbox``, attachment disposition).
+mail only as nh3's sanitised output.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from urllib.parse import quote
 
 from markupsafe import Markup
 from sqlalchemy import select
@@ -24,12 +22,10 @@ from listserv.models import Post, SentDigest, SentPrompt, Topic
 from listserv.topics import iso_week, language_name, text_for
 from listserv.web import threads
 from listserv.web.app import Ctx, Page, Problem
-from listserv.web.protocol import protocol_file, read_protocol
 
 ACTIVITY_DAYS = 30
 MAX_PAGE = 10_000  # deeper pages walk too much of a list; nobody pages that far by hand
 LATEST_REPLIES = 3  # on the topic page, per language
-DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
 
 @dataclass(frozen=True)
@@ -215,23 +211,25 @@ def month_page(ctx: Ctx) -> Response:
 def thread_page(ctx: Ctx) -> Response:
     mailing_list = readable_list(ctx)
     post = archived_post(ctx, mailing_list)
-    tree = threads.thread_tree(ctx.db, mailing_list.name, post.thread_id or post.id)
+    asked = ctx.query("page")
+    thread = threads.thread_page(
+        ctx.db, mailing_list.name, post.thread_id or post.id, page_number(ctx) if asked else None, post.id
+    )
     shown: dict[int, Shown] = {}
     senders: set[str] = set()
-    stack = list(tree)
+    stack = list(thread.roots)
     while stack:
         node = stack.pop()
         shown[node.post.id] = show(node.post, mailing_list.name)
-        senders.add(node.post.sender)
+        senders.update({node.post.sender, node.answers or ""})
         stack.extend(node.children)
     return ctx.render(
         "thread.html",
         mailing_list=mailing_list,
-        tree=tree,
+        thread=thread,
         shown_posts=shown,
         current=post,
-        first=tree[0].post if tree else post,
-        size=len(shown),
+        first=thread.first or post,
         names=who(ctx, senders),
         idpath=threads.id_path,
     )
@@ -249,45 +247,6 @@ def message_page(ctx: Ctx) -> Response:
         names=who(ctx, {post.sender}),
         idpath=threads.id_path,
     )
-
-
-def raw_message(ctx: Ctx) -> Response:
-    """The exact archived bytes: readable in the browser when they are UTF-8, else a download."""
-    post = archived_post(ctx, readable_list(ctx))
-    try:
-        post.raw.decode("utf-8")
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-    except UnicodeDecodeError:
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": 'attachment; filename="message.eml"',
-        }
-    return Response(post.raw, headers={**headers, **DOWNLOAD_HEADERS})
-
-
-def attachment_download(ctx: Ctx) -> Response:
-    post = archived_post(ctx, readable_list(ctx))
-    found = reading.attachment(post.raw, int(ctx.param("index")))
-    if found is None:
-        raise Problem(404, "no_attachment")
-    content_type = found.content_type
-    if found.charset and content_type.startswith("text/"):
-        content_type += f"; charset={found.charset}"
-    headers = {
-        "Content-Type": content_type,
-        "Content-Disposition": content_disposition(found.filename),
-        **DOWNLOAD_HEADERS,
-    }
-    return Response(found.data, headers=headers)
-
-
-def content_disposition(filename: str) -> str:
-    """Always ``attachment`` (an HTML or SVG file must not open in our origin); RFC 6266 ``filename*``
-    carries the real name, ``filename`` an ASCII stand-in for old clients."""
-    fallback = "".join(
-        ch if ch.isascii() and ch.isprintable() and ch not in '"\\;%' else "_" for ch in filename
-    )
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def topic_page(ctx: Ctx) -> Response:
@@ -344,32 +303,12 @@ def digest_page(ctx: Ctx) -> Response:
     )
 
 
-def protocol_page(ctx: Ctx) -> Response:
-    wanted = ctx.param("lang")
-    found = protocol_file(ctx.site.settings.site.templates_dir / "protocol", wanted)
-    if found is None:
-        raise Problem(404, "http_404")
-    language, path = found
-    return ctx.render(
-        "protocol.html",
-        blocks=read_protocol(path.read_text(encoding="utf-8")),
-        language=language,
-        direction=ctx.site.pages.languages[language].direction
-        if language in ctx.site.pages.languages
-        else "auto",
-        missing=language_name(wanted, ctx.language) if language != wanted else None,
-    )
-
-
 PAGES = [
     Page("/lists/", lists_index, name="lists"),
     Page("/lists/{list}/", list_page, name="list"),
     Page("/lists/{list}/{year:int}/{month:int}/", month_page, name="month"),
     Page("/lists/{list}/thread/{message_id:path}", thread_page, name="thread"),
     Page("/lists/{list}/message/{message_id:path}", message_page, name="message"),
-    Page("/lists/{list}/raw/{message_id:path}", raw_message, name="raw"),
-    Page("/lists/{list}/attachment/{index:int}/{message_id:path}", attachment_download, name="attachment"),
     Page("/lists/{list}/topic/{week}", topic_page, name="topic"),
     Page("/lists/{list}/digest/{period}/{key}", digest_page, name="digest"),
-    Page("/protocol/{lang}", protocol_page, name="protocol"),
 ]

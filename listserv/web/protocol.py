@@ -1,4 +1,5 @@
-"""The usage protocol (``templates/protocol/<lang>.md``) as blocks a template can show.
+"""The usage protocol page: ``templates/protocol/<lang>.md`` as blocks a template can show, in English
+with a visible note when the language has no protocol file.
 
 Only the little Markdown the protocol files use: ``#`` headings, paragraphs, ``- `` lists with indented
 continuation lines, ``**strong**`` and ``code`` spans. Nothing here produces HTML: the template escapes
@@ -11,6 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from starlette.responses import Response
+
+from listserv.topics import language_name
+from listserv.web.app import Ctx, Page, Problem
 
 LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?", re.IGNORECASE)
 INLINE = re.compile(r"\*\*(.+?)\*\*|`([^`]+)`")
@@ -85,3 +91,22 @@ def spans_of(text: str) -> list[Span]:
     if start < len(text) or not spans:
         spans.append((text[start:], ""))
     return spans
+
+
+def protocol_page(ctx: Ctx) -> Response:
+    wanted = ctx.param("lang")
+    found = protocol_file(ctx.site.settings.site.templates_dir / "protocol", wanted)
+    if found is None:
+        raise Problem(404, "http_404")
+    language, path = found
+    ui = ctx.site.pages.languages.get(language)
+    return ctx.render(
+        "protocol.html",
+        blocks=read_protocol(path.read_text(encoding="utf-8")),
+        language=language,
+        direction=ui.direction if ui else "auto",  # a protocol file for a language the UI lacks
+        missing=language_name(wanted, ctx.language) if language != wanted else None,
+    )
+
+
+PAGES = [Page("/protocol/{lang}", protocol_page, name="protocol")]

@@ -10,14 +10,23 @@ from starlette.applications import Starlette
 
 from listserv.config import Settings
 from listserv.moderation import Moderation
-from listserv.web import account, archive, auth, exports, home, moderate
+from listserv.web import account, archive, auth, downloads, exports, home, moderate, protocol
 from listserv.web.app import Page, Site, build_app
 from listserv.web.i18n import load_languages
 from listserv.web.pages import Pages
 
 
 def all_pages() -> list[Page]:
-    return [*auth.PAGES, *home.PAGES, *moderate.PAGES, *exports.PAGES, *account.PAGES, *archive.PAGES]
+    return [
+        *auth.PAGES,
+        *home.PAGES,
+        *moderate.PAGES,
+        *exports.PAGES,
+        *account.PAGES,
+        *archive.PAGES,
+        *downloads.PAGES,
+        *protocol.PAGES,
+    ]
 
 
 def build_site(
