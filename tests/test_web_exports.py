@@ -6,6 +6,7 @@ import mailbox
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,25 @@ def test_a_member_who_leaves_the_list_loses_the_feed(web: WebClient, engine: Eng
     with Session(engine) as session, session.begin():
         assert remove_member(session, DELEGATE, "ta-en")
     assert web.get(path).status_code == 404
+
+
+def test_archive_pages_link_to_their_exports(engine: Engine, settings: Settings, web: WebClient) -> None:
+    add_members(engine, settings, {"email": "links@example.org", "lists": "ta-en"})
+    set_password(engine, "links@example.org")
+    web.sign_in("links@example.org")
+    when = datetime(2026, 11, 3, 10, tzinfo=UTC)
+    message = EmailMessage()
+    message["From"] = "x@example.org"
+    message["Subject"] = "Linked"
+    message["Message-ID"] = "<linked@example.org>"
+    message.set_content("Body.")
+    with Session(engine) as session, session.begin():
+        archive_raw(session, message.as_bytes(), "<linked@example.org>", "ta-en", when)
+    list_page = web.get("/lists/ta-en/").text
+    assert 'href="/lists/ta-en/export/ta-en.mbox"' in list_page
+    assert 'href="/lists/ta-en/2026/11/export.mbox"' in web.get("/lists/ta-en/2026/11/").text
+    thread = web.get("/lists/ta-en/thread/linked@example.org").text
+    assert 'href="/lists/ta-en/export/thread/linked@example.org"' in thread
+    for link in ("/lists/ta-en/export/ta-en.mbox", "/lists/ta-en/2026/11/export.mbox"):
+        assert web.get(link).status_code == 200, link
+    assert web.get("/lists/ta-en/export/thread/linked@example.org").status_code == 200
