@@ -187,10 +187,25 @@ def _filename(part: Message, defects: list[str]) -> str:
     except (LookupError, UnicodeError, ValueError, TypeError):
         defects.append("UndecodableFilename")
         return ""
+    if name and "\ufffd" in name:
+        name = _raw_filename(part) or name
     if not name:
         return ""
     # Only the last path element: a filename is never a path (``../../etc/passwd``).
     return _decode_header(name, defects).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _raw_filename(part: Message) -> str | None:
+    """compat32 hands over a raw 8-bit name ("café.pdf" unencoded, common) with U+FFFD in place of its
+    bytes: read it again from the raw headers, as UTF-8, else Latin-1."""
+    fixed = Message()
+    try:
+        for key, value in part.raw_items():
+            if key.lower() in ("content-type", "content-disposition"):
+                fixed[key] = _decode_bytes(str(value).encode("utf-8", "surrogateescape"), "utf-8")
+        return fixed.get_filename()
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        return None
 
 
 def _decode_bytes(data: bytes, charset: str | None) -> str:

@@ -11,57 +11,27 @@ from __future__ import annotations
 
 import email
 import email.policy
-import html as html_lib
 import io
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.generator import BytesGenerator
 from email.message import Message
 from email.utils import collapse_rfc2231_value, getaddresses
-from typing import Literal, NamedTuple
-from urllib.parse import unquote
+from typing import NamedTuple
 
-import nh3
-
+from listserv.mailhtml import AttachmentUrl, html_text, sanitise_html
 from listserv.message import _decode_bytes, _decode_header, _filename, _first_id, _parse_date, _payload
+from listserv.plaintext import Block, blocks, unflow
 
 MAX_DEPTH = 64  # deeper MIME nesting is shown as one opaque part
 MAX_DISPLAY_CHARS = 1_000_000  # the raw message stays downloadable; a page need not hold more
 MAX_FILENAME = 150
-URL = re.compile(r"\b(?:https?://|mailto:)[^\s<>\"'`]+", re.IGNORECASE)
-URL_TRAILER = ".,;:!?'\")]}"
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 FILENAME_RESERVED = re.compile(r'[<>:"/\\|?*]')
-BLOCK_END = re.compile(r"<(?:br|/p|/div|/h[1-6]|/li|/tr|/blockquote)\b[^>]*>", re.IGNORECASE)
 EXTENSIONS = {"text/plain": ".txt", "text/html": ".html", "message/rfc822": ".eml"}
-HTML_TAGS = nh3.ALLOWED_TAGS - {"area", "map"}
-HTML_ATTRIBUTES = {
-    **{tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()},
-    "*": {"title", "lang", "dir", "style"},
-}
-# Properties that cannot fetch anything (no url() value is valid for them) nor move content over the page.
-STYLE_PROPERTIES = {"color", "background-color", "font-weight", "font-style", "text-decoration", "text-align"}
-LINK_REL = "nofollow noopener noreferrer"
-DROPPED_CONTENT = {"script", "style", "title"}
-
-AttachmentUrl = Callable[[int], str]
-
-
-# (text, url): url is set when the run is an http(s)/mailto link, whose text is the URL itself. Plain
-# tuples rather than a NamedTuple: building them is most of the cost of a page, and Jinja unpacks either.
-Segment = tuple[str, str | None]
-Line = tuple[Segment, ...]
-BlockKind = Literal["text", "quote", "signature"]  # quote: folded in <details>; signature: dimmed
-
-
-@dataclass(frozen=True)
-class Block:
-    kind: BlockKind
-    lines: tuple[Line, ...]
 
 
 @dataclass(frozen=True)
@@ -169,14 +139,14 @@ def _read(
         part = leaves[text_index - 1].part
         lines = _decode_text(part, defects).splitlines()
         if _param(part, "format").lower() == "flowed":
-            lines = _unflow(lines, delsp=_param(part, "delsp").lower() == "yes")
-        text, body = "\n".join(lines).rstrip(), _blocks(lines)
+            lines = unflow(lines, delsp=_param(part, "delsp").lower() == "yes")
+        text, body = "\n".join(lines).rstrip(), blocks(lines)
     html, blocked = None, 0
     if html_index is not None and (show_html or text_index is None):
         source = _decode_text(leaves[html_index - 1].part, defects)
-        html, blocked = _sanitise_html(source, content_ids, url, remote)
+        html, blocked = sanitise_html(source, content_ids, url, remote)
         if text_index is None:
-            text, body = _html_text(source), ()
+            text, body = html_text(source), ()
     return MessageView(
         headers=_headers(message, defects),
         body=body,
@@ -241,7 +211,7 @@ def _leaves(message: Message, defects: list[str]) -> list[_Leaf]:
                 stack.extend((child, depth + 1) for child in reversed(children))
                 continue
             defects.append("NestingTooDeep")
-        leaves.append(_Leaf(part, content_type, _name(part, defects)))
+        leaves.append(_Leaf(part, content_type, _filename(part, defects)))
     return leaves
 
 
@@ -261,24 +231,6 @@ def _body_indexes(leaves: list[_Leaf]) -> tuple[int | None, int | None]:
         elif html_index is None and content_type == "text/html":
             html_index = index
     return text_index, html_index
-
-
-def _name(part: Message, defects: list[str]) -> str:
-    try:
-        return _filename(part, defects)
-    except UnicodeError:
-        pass
-    # message._filename fails on raw 8-bit names (common: "café.pdf" unencoded), which compat32 hands over
-    # as U+FFFD: read them again from the raw headers as UTF-8, else Latin-1.
-    fixed = Message()
-    try:
-        for key, value in part.raw_items():
-            if key.lower() in ("content-type", "content-disposition"):
-                fixed[key] = _decode_bytes(str(value).encode("ascii", "surrogateescape"), "utf-8")
-        return (fixed.get_filename() or "").replace("\\", "/").rsplit("/", 1)[-1]
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        defects.append("UndecodableFilename")
-        return ""
 
 
 def _part_bytes(part: Message, defects: list[str]) -> bytes:
@@ -313,114 +265,6 @@ def _decode_text(part: Message, defects: list[str]) -> str:
     if len(text) > MAX_DISPLAY_CHARS:
         defects.append("TruncatedForDisplay")
     return text[:MAX_DISPLAY_CHARS]
-
-
-def _unflow(lines: list[str], delsp: bool) -> list[str]:
-    """RFC 3676: join soft-broken lines (trailing space) of the same quote depth into one."""
-    out: list[str] = []
-    paragraph, paragraph_depth = "", -1  # -1: no paragraph open
-    for raw in lines:
-        depth = len(raw) - len(raw.lstrip(">"))
-        line = raw[depth + 1 :] if raw[depth : depth + 1] == " " else raw[depth:]  # undo space-stuffing
-        flowed = line.endswith(" ") and line != "-- "  # the signature separator is never flowed
-        if paragraph_depth not in (-1, depth):  # a depth change ends a paragraph
-            out.append(_quoted(paragraph, paragraph_depth))
-            paragraph = ""
-        paragraph, paragraph_depth = paragraph + (line[:-1] if flowed and delsp else line), depth
-        if not flowed:
-            out.append(_quoted(paragraph, depth))
-            paragraph, paragraph_depth = "", -1
-    return out if paragraph_depth == -1 else [*out, _quoted(paragraph, paragraph_depth)]
-
-
-def _quoted(line: str, depth: int) -> str:
-    return f"{'>' * depth} {line}" if depth else line
-
-
-def _blocks(lines: list[str]) -> tuple[Block, ...]:
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    cut = next((number for number, line in enumerate(lines) if line == "-- "), len(lines))
-    blocks: list[Block] = []
-    kind: BlockKind = "text"
-    current: list[Line] = []
-    for line in lines[:cut]:  # a plain loop: this runs for every line of every page view
-        line_kind: BlockKind = "quote" if line[:1] == ">" else "text"
-        if line_kind != kind:
-            if current:
-                blocks.append(Block(kind, tuple(current)))
-            kind, current = line_kind, []
-        current.append(_linkify(line))
-    if current:
-        blocks.append(Block(kind, tuple(current)))
-    if cut < len(lines):
-        blocks.append(Block("signature", tuple(_linkify(line) for line in lines[cut + 1 :])))
-    return tuple(blocks)
-
-
-def _linkify(line: str) -> Line:
-    if ":" not in line:  # the common case, and ten times cheaper than the regex loop below
-        return ((line, None),)
-    segments: list[Segment] = []
-    start = 0
-    for match in URL.finditer(line):
-        url = match.group(0)
-        while url and url[-1] in URL_TRAILER and not (url[-1] == ")" and url.count("(") >= url.count(")")):
-            url = url[:-1]  # sentence punctuation after a link is not part of it; balanced parens are
-        if len(url) <= len("mailto:"):
-            continue
-        if match.start() > start:
-            segments.append((line[start : match.start()], None))
-        segments.append((url, url))
-        start = match.start() + len(url)
-    if start < len(line) or not segments:
-        segments.append((line[start:], None))
-    return tuple(segments)
-
-
-def _sanitise_html(
-    source: str, content_ids: dict[str, int], attachment_url: AttachmentUrl | None, remote_src: str | None
-) -> tuple[str, int]:
-    trusted: set[str] = set()  # URLs we produced ourselves: the only relative URLs allowed through
-    blocked = 0
-
-    def keep(tag: str, name: str, value: str) -> str | None:
-        # nh3 checks schemes *before* this filter and not after: what we return here is final.
-        nonlocal blocked
-        if name == "src" and tag != "img":  # nh3 also asks about tags it is about to drop (iframe)
-            return None
-        if name == "src":
-            if value.strip().lower().startswith("cid:"):
-                index = content_ids.get(unquote(value.strip()[4:]).strip("<>").lower())
-                url = attachment_url(index) if index is not None and attachment_url else None
-            else:
-                blocked += 1  # any other src makes the browser fetch something when the page opens
-                url = remote_src
-            if url:
-                trusted.add(url)
-            return url
-        if name in ("href", "cite"):
-            return value if value.strip().lower().startswith(("http:", "https:", "mailto:")) else None
-        return value
-
-    cleaned = nh3.clean(
-        source,
-        tags=HTML_TAGS,
-        clean_content_tags=DROPPED_CONTENT,
-        attributes=HTML_ATTRIBUTES,
-        attribute_filter=keep,
-        link_rel=LINK_REL,
-        url_schemes={"http", "https", "mailto", "cid"},
-        url_relative=lambda url: url if url in trusted else None,
-        filter_style_properties=STYLE_PROPERTIES,
-    )
-    return cleaned, blocked
-
-
-def _html_text(source: str) -> str:
-    stripped = nh3.clean(BLOCK_END.sub("\n", source), tags=set(), clean_content_tags=DROPPED_CONTENT)
-    lines = (" ".join(line.split()) for line in html_lib.unescape(stripped).splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def _safe_filename(name: str, index: int, content_type: str) -> str:
