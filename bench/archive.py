@@ -60,7 +60,7 @@ LISTS = ("ta-en", "ta-fr", "ta-es")
 SHARES = (0.5, 0.3, 0.2)
 LANGUAGE = {"ta-en": "en", "ta-fr": "fr", "ta-es": "es"}
 READER, PASSWORD = "bench-reader@example.org", "bench-reader-password"
-YEARS, BATCH, WARM_UP, PAGE_SIZE = 3, 2_000, 20, 25
+YEARS, BATCH, WARM_UP, PAGE_SIZE, PROFILED = 3, 2_000, 20, 25, 100
 VOCABULARY_SIZE, STREAM = 20_000, 1_000_003
 FUNCTION_WORDS = {
     "en": "the of and to in a for is that on with as we this be our are by will it from at an not which",
@@ -920,15 +920,15 @@ WAITS = ("Condition.wait (", "EpollSelector.select (", "_worker (concurrent", "E
 def profile(
     py_spy: str, kind: str, base: str, cookies: Any, paths: list[str], args: argparse.Namespace, pid: int
 ) -> list[str]:
-    """The same requests again under ``py-spy record`` (not timed): where the serve process spent its
-    CPU, as functions' inclusive and self shares of the samples."""
+    """The first ``PROFILED`` requests again under ``py-spy record`` (not timed): where the serve
+    process spent its CPU, as functions' inclusive and self shares of the samples."""
     output = args.profile / f"{kind.replace(' ', '-')}.txt"
     command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--function"]
     spy = subprocess.Popen(
         [*command, "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     time.sleep(1.5)  # attached
-    fetch_all(base, cookies, paths[WARM_UP:], args.concurrency)
+    fetch_all(base, cookies, paths[WARM_UP : WARM_UP + PROFILED], args.concurrency)
     spy.send_signal(signal.SIGINT)
     _, errors = spy.communicate(timeout=120)
     if not output.exists():
@@ -1139,6 +1139,9 @@ def run(args: argparse.Namespace) -> None:
         settings = load_settings(config)
         engine = make_engine(settings.database.url)
         loaded, size, split = prepare(args, space, engine, settings)
+        if args.load_only:
+            print_loaded(loaded, space.loaded is not None and not args.reindex, space.directory, size, split)
+            return
         total = database_size(engine)
         add_reader(engine, settings)
         targets = choose_targets(engine, args.messages, args.requests, args.seed)
@@ -1196,6 +1199,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="picks the pages fetched")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="load into DIR once, reuse it in later runs")
     parser.add_argument("--reindex", action="store_true", help="with --keep: build the index again, timed")
+    parser.add_argument("--load-only", action="store_true", help="with --keep: load and index, then stop")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="then profile each page kind with py-spy")
     parser.add_argument(
         "--py-spy", default=shutil.which("py-spy"), help="the py-spy binary (default: on PATH)"
