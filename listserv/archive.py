@@ -14,6 +14,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from listserv import search
 from listserv.decorate import strip_prefix
 from listserv.message import Post as ParsedPost
 from listserv.message import parse_post
@@ -52,8 +53,10 @@ def archive_raw(
     now: datetime,
     prefix: str = "",
     received_id: int | None = None,
+    language: str | None = None,
 ) -> Post:
-    """Archive bytes we composed ourselves (the weekly prompt) or received."""
+    """Archive bytes we composed ourselves (the weekly prompt) or received, and index them for search
+    (``language``, the list's, picks the stemmer; looked up when not given)."""
     existing = session.scalars(
         select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
     ).first()
@@ -76,6 +79,9 @@ def archive_raw(
     session.flush()
     post.parent_id = parent.id if parent else None
     post.thread_id = (parent.thread_id or parent.id) if parent else post.id
+    search.index_post(
+        session, post, search.list_language(session, list_name) if language is None else language
+    )
     return post
 
 

@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from listserv import members, schema, topic_commands
+from listserv import members, schema, search, topic_commands
 from listserv.config import ConfigError, Settings, config_path, load_settings
 from listserv.db import make_engine, utc_now
 from listserv.moderation import audit_trail, find_held, moderation_queue
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(commands, "init", "create or upgrade the database; sync lists and moderators", cmd_init)
     _command(commands, "serve", "run the SMTP ingress and the worker until SIGTERM", cmd_serve)
+    _command(commands, "reindex", "rebuild the search index from the archive", cmd_reindex)
     member_parser = commands.add_parser("members", help="manage members")
     member_commands = member_parser.add_subparsers(dest="members_command", required=True, metavar="ACTION")
     imp = _command(member_commands, "import", "import or update members from a CSV file", cmd_import)
@@ -154,6 +156,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
     if not schema.is_current(engine):
         raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
     asyncio.run(Forum(settings, engine).serve_until_signalled())
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    if not schema.is_current(engine):
+        raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
+    started = time.monotonic()
+    count = search.reindex(engine, settings)
+    print(f"reindexed {count} messages in {time.monotonic() - started:.1f} s")
     return 0
 
 

@@ -1,0 +1,313 @@
+"""Full-text search over the archive, on SQLite (FTS5) and PostgreSQL (tsvector + GIN) alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import pytest
+from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy.orm import Session
+
+from listserv import search
+from listserv.archive import archive_raw
+from listserv.cli import main
+from listserv.config import Settings
+from listserv.models import Post
+from listserv.search import SearchQuery
+
+ALL = ("ta-en", "ta-fr", "ta-es")
+DAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def mail(
+    subject: str,
+    body: str,
+    sender: str = "alice@example.org",
+    name: str = "Alice",
+    html: bool = False,
+    when: datetime = DAY,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"{name} <{sender}>"
+    message["To"] = "ta-en@forum.example.org"
+    message["Subject"] = subject
+    message["Date"] = format_datetime(when)
+    message.set_content(body, subtype="html" if html else "plain")
+    return message.as_bytes()
+
+
+class Archive:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def add(self, subject: str, body: str, list_name: str = "ta-en", **options: object) -> int:
+        self.count += 1
+        with Session(self.engine) as session, session.begin():
+            raw = mail(subject, body, **options)  # type: ignore[arg-type]
+            post = archive_raw(session, raw, f"<m{self.count}@example.org>", list_name, DAY)
+            return post.id
+
+    def find(self, text: str, lists: tuple[str, ...] = ALL, **filters: object) -> search.SearchPage:
+        with Session(self.engine) as session:
+            return search.search(session, SearchQuery(text, lists, **filters))  # type: ignore[arg-type]
+
+    def ids(self, text: str, lists: tuple[str, ...] = ALL, **filters: object) -> list[int]:
+        return [hit.post_id for hit in self.find(text, lists, **filters).hits]
+
+
+@pytest.fixture
+def archive(engine: Engine) -> Archive:
+    return Archive(engine)
+
+
+def marked(fragments: list[tuple[str, bool]]) -> list[str]:
+    return [piece for piece, flag in fragments if flag]
+
+
+def test_all_words_must_match_and_relevance_ranks_first(archive: Archive) -> None:
+    once = archive.add("Agenda", "We discuss water once among many other things " + "filler " * 60)
+    often = archive.add("Water policy", "Water, water: the water question.")
+    archive.add("Agenda", "Nothing about it here")
+    assert archive.ids("water") == [often, once]
+    assert archive.ids("water question") == [often]
+
+
+def test_newest_first_when_equally_relevant(archive: Archive) -> None:
+    old = archive.add("Budget", "The budget", when=DAY - timedelta(days=3))
+    new = archive.add("Budget", "The budget", when=DAY)
+    assert archive.ids("budget") == [new, old]
+
+
+def test_quoted_phrase_matches_words_in_order(archive: Archive) -> None:
+    together = archive.add("Notes", "the climate change report is out")
+    apart = archive.add("Notes", "change the climate of the debate")
+    assert set(archive.ids("climate change")) == {together, apart}
+    assert archive.ids('"climate change"') == [together]
+
+
+def test_prefix_search(archive: Archive) -> None:
+    post = archive.add("Moderation", "moderators decide")
+    assert archive.ids("moderat*") == [post]
+
+
+def test_accents_do_not_matter(archive: Archive) -> None:
+    post = archive.add("Réunion de lundi", "Prochaine réunion à Genève", list_name="ta-fr")
+    assert archive.ids("reunion") == [post]
+    assert archive.ids("GENEVE") == [post]
+    assert archive.ids("réunion") == [post]
+
+
+def test_lists_the_reader_may_see_are_always_applied(archive: Archive) -> None:
+    english = archive.add("Water", "water")
+    archive.add("Eau", "water", list_name="ta-fr")
+    assert archive.ids("water", ("ta-en",)) == [english]
+    assert archive.ids("water", ()) == []
+
+
+def test_filters_sender_dates_language(archive: Archive) -> None:
+    alice = archive.add("Water", "water", when=DAY - timedelta(days=10))
+    bob = archive.add("Water", "water", sender="Bob@Example.org", name="Bob", when=DAY)
+    french = archive.add("Eau", "water", list_name="ta-fr", when=DAY - timedelta(days=5))
+    assert archive.ids("water", sender="bob@example.org") == [bob]
+    assert set(archive.ids("water", since=(DAY - timedelta(days=5)).date())) == {bob, french}
+    assert archive.ids("water", until=(DAY - timedelta(days=10)).date()) == [alice]  # inclusive
+    assert archive.ids("water", since=date(2026, 10, 27), until=date(2026, 10, 28)) == [french]
+    assert archive.ids("water", language="fr") == [french]
+    assert set(archive.ids("water", language="en")) == {alice, bob}
+
+
+def test_sender_name_and_address_are_searchable(archive: Archive) -> None:
+    post = archive.add("Hello", "hi", sender="marie.curie@example.org", name="Marie Curie")
+    assert archive.ids("curie") == [post]
+    assert archive.ids("marie.curie@example.org") == [post]
+
+
+HOSTILE = (
+    '"',
+    "AND OR",
+    "*",
+    "NEAR(",
+    "'; DROP TABLE post;--",
+    "",
+    "   ",
+    "subject:water",
+    "(water",
+    "water)",
+    "NOT",
+    "-water",
+    "a* b*",
+    '"unclosed phrase',
+    "\\",
+    "\x00",
+    "::*",
+    "<->",
+    "!&|",
+    "é" * 500,
+    "a:*",
+    "' | '",
+    "NEAR(water river, 2)",
+    "water^",
+    "{subject}: water",
+    "$$",
+    "%_%",
+)
+
+
+def test_hostile_queries_never_raise(archive: Archive) -> None:
+    archive.add("Water", "water and not much else")
+    for hostile in HOSTILE:
+        page = archive.find(hostile)
+        assert page.total == len(page.hits) <= 1, hostile
+    with Session(archive.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Post)) == 1
+
+
+def test_operators_are_plain_words(archive: Archive) -> None:
+    post = archive.add("Water", "water NEAR the river, or not")
+    assert archive.ids("water NEAR(") == [post]
+    assert archive.ids("subject:water") == []  # "subject" is a word, not a column filter
+
+
+def test_snippet_highlights_the_match_around_it(archive: Archive) -> None:
+    body = " ".join(f"word{i}" for i in range(200)) + " the Réunion is on Monday " + "tail " * 100
+    archive.add("Réunion", body)
+    [hit] = archive.find("reunion").hits
+    assert marked(hit.snippet) == ["Réunion"]
+    assert marked(hit.subject_fragments) == ["Réunion"]
+    text = "".join(piece for piece, _ in hit.snippet)
+    assert text.startswith("… ") and text.endswith(" …") and "word0 " not in text
+    assert len(text.split()) <= search.SNIPPET_WORDS + 2
+    assert "<" not in text
+
+
+def test_snippet_of_phrase_marks_each_word(archive: Archive) -> None:
+    archive.add("Notes", "a report on climate change today")
+    [hit] = archive.find('"climate change"').hits
+    assert marked(hit.snippet) == ["climate", "change"]
+    assert "".join(piece for piece, _ in hit.snippet) == "a report on climate change today"
+
+
+def test_html_only_mail_is_indexed_without_tags(archive: Archive) -> None:
+    html = "<html><body><p>Visit <b>Geneva</b></p><div class='sidebar'>hello</div></body></html>"
+    post = archive.add("Trip", html, html=True)
+    assert archive.ids("geneva") == [post]
+    assert archive.ids("sidebar") == [] and archive.ids("div") == []
+    [hit] = archive.find("geneva").hits
+    assert "".join(piece for piece, _ in hit.snippet).strip() == "Visit Geneva hello"
+
+
+def test_quoted_lines_are_not_indexed(archive: Archive) -> None:
+    original = archive.add("Water", "the aquifer is low")
+    archive.add("Re: Water", "I agree.\n\n> the aquifer is low\n")
+    assert archive.ids("aquifer") == [original]
+
+
+def test_pagination(archive: Archive) -> None:
+    posts = [archive.add("Water", "water", when=DAY + timedelta(minutes=i)) for i in range(5)]
+    first = archive.find("water", per_page=2)
+    second = archive.find("water", per_page=2, page=2)
+    last = archive.find("water", per_page=2, page=3)
+    beyond = archive.find("water", per_page=2, page=9)
+    assert (first.total, second.total, last.total, beyond.total) == (5, 5, 5, 5)
+    seen = [hit.post_id for page in (first, second, last) for hit in page.hits]
+    assert seen == list(reversed(posts))
+    assert beyond.hits == []
+
+
+def test_only_the_newest_matches_are_ranked(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    posts = [archive.add("Water", "water " * (5 - i), when=DAY + timedelta(days=i)) for i in range(5)]
+    assert not archive.find("water").capped
+    monkeypatch.setattr(search, "CANDIDATES", 3)
+    page = archive.find("water")
+    assert (page.total, page.capped) == (3, True)
+    assert {hit.post_id for hit in page.hits} == set(posts[2:])
+    assert archive.ids("water", until=(DAY + timedelta(days=2)).date()) == posts[:3]  # filtered, then cut
+
+
+def test_hit_fields(archive: Archive) -> None:
+    post = archive.add("Water", "water", list_name="ta-es")
+    [hit] = archive.find("water").hits
+    assert (hit.post_id, hit.list_name, hit.message_id) == (post, "ta-es", "<m1@example.org>")
+    assert (hit.subject, hit.sender, hit.date) == ("Water", "alice@example.org", DAY)
+    assert hit.rank > 0
+
+
+def test_remove_posts(archive: Archive) -> None:
+    gone = archive.add("Water", "water")
+    kept = archive.add("Water", "water again")
+    with Session(archive.engine) as session, session.begin():
+        search.remove_posts(session, [gone])
+        session.execute(delete(Post).where(Post.id == gone))
+    assert archive.ids("water") == [kept]
+    assert_index_sound(archive.engine)
+
+
+def test_reindex_rebuilds_an_emptied_index(archive: Archive, settings: Settings) -> None:
+    posts = {archive.add("Water", f"water {i}") for i in range(7)}
+    with archive.engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.execute(text("INSERT INTO post_search_text (post_search_text) VALUES ('delete-all')"))
+        connection.execute(text("DELETE FROM post_search"))
+    assert archive.ids("water") == []
+    search.BATCH, batch = 3, search.BATCH  # several batches
+    try:
+        assert search.reindex(archive.engine, settings) == 7
+    finally:
+        search.BATCH = batch
+    assert set(archive.ids("water")) == posts
+    assert search.reindex(archive.engine, settings) == 7  # again: nothing twice
+    assert archive.find("water").total == 7
+    assert_index_sound(archive.engine)
+
+
+def test_reindex_command(
+    archive: Archive,
+    settings: Settings,
+    tmp_path: object,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    archive.add("Water", "water")
+    monkeypatch.setattr("listserv.cli.load_settings", lambda path: settings)
+    assert main(["reindex"]) == 0
+    assert capsys.readouterr().out.startswith("reindexed 1 messages in ")
+    assert len(archive.ids("water")) == 1
+
+
+def test_archiving_twice_indexes_once(archive: Archive, engine: Engine) -> None:
+    raw = mail("Water", "water")
+    for _ in range(2):
+        with Session(engine) as session, session.begin():
+            archive_raw(session, raw, "<same@example.org>", "ta-en", DAY)
+    assert archive.find("water").total == 1
+
+
+def test_stemming_by_list_language_on_postgresql(archive: Archive, engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's unicode61 tokenizer does not stem")
+    post = archive.add("Meetings", "The delegates were meeting")
+    assert archive.ids("meet") == [post]
+    [hit] = archive.find("meet").hits
+    assert marked(hit.snippet) == ["meeting"]
+
+
+def assert_index_sound(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO post_search_text (post_search_text, rank) VALUES ('integrity-check', 0)")
+            )
+
+
+def test_scripts_without_spaces_and_non_latin(archive: Archive) -> None:
+    chinese = archive.add("会议通知", "明天在东京开会。")
+    russian = archive.add("Встреча", "Завтра встреча в Женеве")
+    assert archive.ids("东京") == [chinese]
+    assert archive.ids("会议") == [chinese]
+    assert archive.ids("京东") == []  # the characters, but not in that order
+    assert archive.ids("встреча") == [russian]
+    [hit] = archive.find("东京").hits
+    assert marked(hit.snippet) == ["东", "京"]
