@@ -10,7 +10,18 @@ from starlette.applications import Starlette
 
 from listserv.config import Settings
 from listserv.moderation import Moderation
-from listserv.web import account, archive, auth, downloads, exports, home, moderate, protocol
+from listserv.web import (
+    account,
+    archive,
+    auth,
+    downloads,
+    exports,
+    home,
+    moderate,
+    protocol,
+    search,
+    unsubscribe,
+)
 from listserv.web.app import Page, Site, build_app
 from listserv.web.i18n import load_languages
 from listserv.web.pages import Pages
@@ -23,6 +34,8 @@ def all_pages() -> list[Page]:
         *moderate.PAGES,
         *exports.PAGES,
         *account.PAGES,
+        *search.PAGES,
+        *unsubscribe.PAGES,
         *archive.PAGES,
         *downloads.PAGES,
         *protocol.PAGES,
