@@ -8,6 +8,7 @@ install it). Without it the module is skipped locally with a reason, and fails u
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -389,3 +390,33 @@ def test_html_mail_runs_no_script_and_fetches_nothing(
     visit.shot("hostile-message")
     page.goto(page.url + "?html=1")
     assert_defused(visit, page)
+
+
+# 3. Searching --------------------------------------------------------------------------------------------
+
+
+def test_search_highlights_the_words_found(
+    visit: Visit, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    seed_thread(relayed_engine, clock)
+    page = visit.page
+    visit.sign_in(DELEGATE)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()
+    page.get_by_label("Words to find").fill("regional trainers")
+    page.get_by_label("Words to find").press("Enter")
+    # Two or three hits: PostgreSQL stems ("regional" also finds "regions"), SQLite's FTS5 does not.
+    results = page.get_by_role("region", name=re.compile(r"\d+ messages found"))
+    hit = results.get_by_role("listitem").filter(has_text="The regional trainers were the key")
+    expect(hit).to_have_count(1)
+    expect(
+        results.get_by_role("link", name="Training of trainers in the regions", exact=True)
+    ).to_be_visible()
+    marks = [text.lower() for text in hit.locator("mark").all_inner_texts()]
+    assert {"regional", "trainers"} <= set(marks), marks
+    expect(results).not_to_contain_text("Agenda for the plenary")
+    visit.shot("search")
+    hit.get_by_role("link").click()
+    expect(
+        page.get_by_role("heading", name="Re: Training of trainers in the regions", level=1)
+    ).to_be_visible()
+    expect(page.get_by_text("The regional trainers were the key")).to_be_visible()
