@@ -89,7 +89,9 @@ class Forum:
         self.jobs = Jobs(engine, self.moderation, clock, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
         self.web = WebServer(
-            build(build_site(settings, engine, self.moderation, clock)), settings.web.host, settings.web.port
+            build(build_site(settings, engine, self.moderation, clock, self._wake_senders)),
+            settings.web.host,
+            settings.web.port,
         )
         self.smtp_port: int | None = None
         self.web_port: int | None = None

@@ -270,10 +270,9 @@ def test_moderator_approves_a_held_post(
     expect(page.get_by_role("article", name="Training of trainers")).to_have_count(0)
     visit.shot("moderation-approved")
     wait_for(lambda: "Training of trainers" in archived_subjects(relayed_engine), what="the post archived")
-    # A decision taken on the web does not wake the sender threads (mail replies do): without this the
-    # copies leave at the deliverer's next idle poll, ~30 s later. Reported; remove once the web wakes them.
-    live.forum.deliverer.background.wake()
-    [copy] = sink.wait_to(DELEGATE, list_copies=True)
+    # The web wakes the senders after a decision, as a reply by mail does: the copies leave at once
+    # (the senders' idle check is ~30 s, past this wait).
+    [copy] = sink.wait_to(DELEGATE, list_copies=True, timeout=10)
     assert "Training of trainers" in copy["Subject"]
     assert held_subjects(relayed_engine) == ["Budget figures"]
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Lists").click()

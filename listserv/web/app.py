@@ -68,6 +68,9 @@ class Site:
     pages: Pages
     secret: bytes
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    # After a form's changes are committed: mail they queued (a decision, a reset link) goes out now,
+    # not at the senders' next idle check.
+    wake_senders: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -171,6 +174,8 @@ def _run(page: Page, site: Site, request: Request, form: FormData | None) -> Res
         response = page.handler(ctx)
         if db.in_transaction():
             db.commit()
+        if not read_only:
+            site.wake_senders()
         return response
 
 
@@ -272,7 +277,7 @@ def build_app(site: Site, pages: list[Page]) -> Starlette:
                 max_age=site.settings.web.session_days * 86400,
                 same_site="lax",
                 https_only=secure,
-            )
+            ),
         ],
         exception_handlers={Problem: handler, HTTPException: handler, Exception: handler},
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
@@ -37,7 +37,11 @@ class Pages:
             ngettext=lambda one, many, n: _current.get().translations.ngettext(one, many, n),
             newstyle=True,
         )
-        self.env.filters.update(datetime=self._datetime, date=self._date, number=self._number)
+        self.env.filters.update(
+            datetime=self._datetime,
+            date=self._date,
+            number=self._number,
+        )
         # The same URL form Archived-At carries, relative to this site.
         self.env.globals["message_path"] = lambda list_name, mid: message_url("", list_name, mid)
 
@@ -54,9 +58,13 @@ class Pages:
 
     @pass_context
     def _datetime(self, context: Context, moment: datetime | None, style: str = "medium") -> str:
+        """``21 Nov 2026, 09:00`` in the reader's language: the month spelled out, because ``11/21/26``
+        reads differently in every member state, and no seconds. ``full`` adds the weekday."""
         if moment is None:
             return ""
-        return format_datetime(moment, style, tzinfo=self.timezone, locale=context["ui"].code)
+        local, language = moment.astimezone(self.timezone), context["ui"].code
+        day = format_date(local, "full" if style == "full" else "medium", locale=language)
+        return f"{day}, {format_time(local, 'short', locale=language)}"
 
     @pass_context
     def _date(self, context: Context, moment: datetime | None, style: str = "long") -> str:

@@ -43,10 +43,14 @@ def all_pages() -> list[Page]:
 
 
 def build_site(
-    settings: Settings, engine: Engine, moderation: Moderation, clock: Callable[[], datetime]
+    settings: Settings,
+    engine: Engine,
+    moderation: Moderation,
+    clock: Callable[[], datetime],
+    wake_senders: Callable[[], None] = lambda: None,
 ) -> Site:
     pages = Pages(settings.site.templates_dir, settings.site.timezone, load_languages(settings.languages))
-    return Site(settings, engine, moderation, clock, pages, moderation.secret)
+    return Site(settings, engine, moderation, clock, pages, moderation.secret, wake_senders=wake_senders)
 
 
 def build(site: Site) -> Starlette:
