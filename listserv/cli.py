@@ -236,8 +236,10 @@ def cmd_list(args: argparse.Namespace, settings: Settings, engine: Engine) -> in
 
 def cmd_password(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
-    if len(password) < 10:
-        raise CommandError("the password must have at least 10 characters; nothing changed")
+    if len(password) < members.MIN_PASSWORD_LENGTH:
+        raise CommandError(
+            f"the password must have at least {members.MIN_PASSWORD_LENGTH} characters; nothing changed"
+        )
     with Session(engine) as session, session.begin():
         if not members.set_password(session, args.email, password):
             raise CommandError(f"{args.email} is not a member; add them first")
