@@ -28,6 +28,7 @@ from listserv.models import Post
 from listserv.reading import read_message
 from listserv.web.access import load_feed_reader
 from listserv.web.app import Access, Ctx, Page, Problem
+from listserv.web.archive import readable_list
 from listserv.web.threads import find_post, month_bounds
 
 FEED_ENTRIES = 50
@@ -42,16 +43,6 @@ def feed_token(secret: bytes, member_id: int, list_name: str) -> str:
 
 def feed_url(base_url: str, secret: bytes, member_id: int, list_name: str) -> str:
     return f"{base_url.rstrip('/')}/feeds/{list_name}/{feed_token(secret, member_id, list_name)}.atom"
-
-
-def _readable_list(ctx: Ctx) -> MailingList:
-    name = ctx.param("list")
-    found = ctx.site.settings.lists.get(name)
-    if found is None:
-        raise Problem(404, "no_list", list=name)
-    if not ctx.member().can_read(name):
-        raise Problem(403, "not_member", list=name)
-    return found
 
 
 # -- mbox ----------------------------------------------------------------------------------------
@@ -78,7 +69,7 @@ def _posts(list_name: str) -> Select[tuple[str, datetime | None, bytes]]:
 
 
 def list_mbox(ctx: Ctx) -> Response:
-    mailing_list = _readable_list(ctx)
+    mailing_list = readable_list(ctx)
     if ctx.param("name") != mailing_list.name:
         raise Problem(404, "http_404")
     query = _posts(mailing_list.name).order_by(Post.archived_at, Post.id)
@@ -86,7 +77,7 @@ def list_mbox(ctx: Ctx) -> Response:
 
 
 def month_mbox(ctx: Ctx) -> Response:
-    mailing_list = _readable_list(ctx)
+    mailing_list = readable_list(ctx)
     year, month = int(ctx.param("year")), int(ctx.param("month"))
     if not (1 <= month <= 12 and 1970 <= year <= 9999):
         raise Problem(404, "http_404")
@@ -100,7 +91,7 @@ def month_mbox(ctx: Ctx) -> Response:
 
 
 def thread_mbox(ctx: Ctx) -> Response:
-    mailing_list = _readable_list(ctx)
+    mailing_list = readable_list(ctx)
     post = find_post(ctx.db, mailing_list.name, ctx.param("message_id"))
     if post is None:
         raise Problem(404, "no_message")
