@@ -168,9 +168,7 @@ def test_a_password_change_ends_other_sessions(web: WebClient, engine: Engine, d
     assert not signed_in(web)
 
 
-def test_reset_for_a_stranger_looks_the_same_and_sends_nothing(
-    web: WebClient, engine: Engine
-) -> None:
+def test_reset_for_a_stranger_looks_the_same_and_sends_nothing(web: WebClient, engine: Engine) -> None:
     answer = web.post("/password/forgot", {"email": "stranger@example.org"})
     assert answer.status_code == 200 and "on its way" in answer.text
     with Session(engine) as session:

@@ -36,8 +36,21 @@ def archive(
 def reader(web: WebClient, engine: Engine, settings: Settings) -> WebClient:
     add_members(engine, settings, {"email": DELEGATE, "lists": "ta-en"})
     set_password(engine, DELEGATE)
-    archive(engine, "ta-en", "Customs reform", "Our customs reform started with a pilot in two ports, in cooperation.", 2)
-    archive(engine, "ta-en", "Budget", "The budget for training and cooperation was cut.", 3, sender="bo@example.org")
+    archive(
+        engine,
+        "ta-en",
+        "Customs reform",
+        "Our customs reform started with a pilot in two ports, in cooperation.",
+        2,
+    )
+    archive(
+        engine,
+        "ta-en",
+        "Budget",
+        "The budget for training and cooperation was cut.",
+        3,
+        sender="bo@example.org",
+    )
     archive(engine, "ta-fr", "Réforme douanière", "La réforme des douanes a commencé par un pilote.", 4)
     return web.sign_in(DELEGATE)
 
@@ -53,7 +66,10 @@ def test_results_are_highlighted_and_only_from_readable_lists(reader: WebClient)
 
 
 def test_filters_narrow_the_results(reader: WebClient) -> None:
-    assert "1 message found" in reader.get("/search", params={"q": "cooperation", "sender": "bo@example.org"}).text
+    assert (
+        "1 message found"
+        in reader.get("/search", params={"q": "cooperation", "sender": "bo@example.org"}).text
+    )
     dated = reader.get("/search", params={"q": "cooperation", "since": "2026-11-03", "until": "2026-11-03"})
     assert "Budget" in dated.text and "Customs reform" not in dated.text
     bad = reader.get("/search", params={"q": "budget", "since": "yesterday"})
