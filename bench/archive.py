@@ -900,6 +900,7 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
     deepest = min(last_page, 10_000)  # the list page's own limit
     return Targets(
         {
+            "static file": ["/static/style.css"] * count,  # serve's HTTP path alone, no handler
             "list p1-10": [f"/lists/ta-en/?page={rng.randint(1, min(10, last_page))}" for _ in range(count)],
             "list any page": [f"/lists/ta-en/?page={rng.randint(1, deepest)}" for _ in range(count)],
             "thread": thread_paths,
@@ -914,7 +915,14 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
 # --- profiling ---------------------------------------------------------------------------------------
 
 
-WAITS = ("Condition.wait (", "EpollSelector.select (", "_worker (concurrent", "Event.wait (", "Thread.join (")
+WAITS = (  # leaves of threads blocked in a wait, which py-spy counts as busy
+    "Condition.wait (",
+    "EpollSelector.select (",
+    "_worker (concurrent",
+    "Event.wait (",
+    "Thread.join (",
+    "Spool._next_batch (",
+)
 
 
 def profile(
@@ -1156,7 +1164,7 @@ def run(args: argparse.Namespace) -> None:
             for kind, paths in targets.paths.items():
                 outcomes.append(measure(kind, base, cookies, paths, args.concurrency, pid))
             serve_rss = rss_mb(pid)
-            for kind, paths in targets.paths.items() if args.profile else ():
+            for kind, paths in list(targets.paths.items())[1:] if args.profile else ():  # not the file
                 progress(f"profiling {kind}")
                 profiles += profile(args.py_spy, kind, base, cookies, paths, args, pid)
         print_loaded(loaded, space.loaded is not None and not args.reindex, space.directory, size, split)
