@@ -3,7 +3,9 @@ password reset by single-use link, the language of the pages."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 from email import message_from_bytes
 from email.policy import default as default_policy
 
@@ -15,6 +17,7 @@ from listserv.config import Settings
 from listserv.models import Member, Outbox
 from listserv.web.app import Access
 from listserv.web.routes import all_pages
+from listserv.web.server import WebServer
 from tests.conftest import PASSWORD, WebClient, add_members, set_password
 
 DELEGATE = "ana@example.org"
@@ -206,3 +209,20 @@ def test_every_page_forbids_framing_scripts_from_elsewhere_and_sniffing(web: Web
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
     assert web.get("/static/style.css").headers["x-frame-options"] == "DENY"
+
+
+def test_the_web_listener_is_tcp_so_pages_leave_without_a_nagle_delay(
+    settings: Settings, engine: Engine
+) -> None:
+    """asyncio sets TCP_NODELAY only on sockets accepted from a listener whose proto is IPPROTO_TCP;
+    with proto 0 every page body waited ~40 ms for the client's delayed ACK (found by bench/archive.py)."""
+
+    async def listener_proto() -> int:
+        server = WebServer(WebClient(settings, engine).app, "127.0.0.1", 0)
+        await server.start()
+        try:
+            return int(server.server.servers[0].sockets[0].proto)
+        finally:
+            await server.stop()
+
+    assert asyncio.run(listener_proto()) == socket.IPPROTO_TCP

@@ -30,7 +30,9 @@ class WebServer:
     async def start(self) -> int:
         """Listen, serve in the background, return the port (useful when configured as 0)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted sockets only when the
+        # listener says TCP, and without it Nagle held every page body ~40 ms for the client's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         sock.set_inheritable(True)
