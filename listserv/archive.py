@@ -79,9 +79,8 @@ def archive_raw(
     session.flush()
     post.parent_id = parent.id if parent else None
     post.thread_id = (parent.thread_id or parent.id) if parent else post.id
-    search.index_post(
-        session, post, search.list_language(session, list_name) if language is None else language
-    )
+    language = search.list_language(session, list_name) if language is None else language
+    search.index_post(session, post, language, parsed)
     return post
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from listserv import models
 from listserv.config import Settings
 from listserv.db import UTCDateTime
+from listserv.message import Post as ParsedPost
 from listserv.message import parse_post
 from listserv.search_text import (
     SNIPPET_WORDS,
@@ -141,9 +142,10 @@ def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def index_post(session: Session, post: models.Post, language: str) -> None:
-    """(Re)index one archived post; called inside the archiving transaction."""
-    doc, sqlite = document(post.raw), _is_sqlite(session)
+def index_post(session: Session, post: models.Post, language: str, parsed: ParsedPost | None = None) -> None:
+    """(Re)index one archived post; called inside the archiving transaction, which has usually
+    parsed the message already (``parsed``): the approval path need not parse it twice."""
+    doc, sqlite = document(post.raw, parsed), _is_sqlite(session)
     if sqlite:
         _unindex_text(session, post.id, doc)
         session.execute(FTS_INSERT, {"id": post.id, **doc.__dict__})

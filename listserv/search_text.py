@@ -10,6 +10,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from listserv.message import Post as ParsedPost
 from listserv.message import parse_post
 
 # A word as both tokenisers see it once we have folded the text. Chinese and Japanese are not written
@@ -83,8 +84,9 @@ def body_text(text: str) -> str:
     return QUOTED.sub("", text)
 
 
-def document(raw: bytes) -> Document:
-    parsed = parse_post(raw)
+def document(raw: bytes, parsed: ParsedPost | None = None) -> Document:
+    """What is indexed of a message; ``parsed`` when the caller has parsed ``raw`` already."""
+    parsed = parsed or parse_post(raw)
     body = index_words(body_text(parsed.text))
     return Document(index_words(parsed.subject), body, index_words(f"{parsed.sender} {parsed.sender_name}"))
 

@@ -285,10 +285,12 @@ def test_archiving_twice_indexes_once(archive: Archive, engine: Engine) -> None:
     assert archive.find("water").total == 1
 
 
-def test_stemming_by_list_language_on_postgresql(archive: Archive, engine: Engine) -> None:
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite's unicode61 tokenizer does not stem")
+def test_stemming_by_list_language_on_postgresql_prefixes_on_sqlite(archive: Archive, engine: Engine) -> None:
     post = archive.add("Meetings", "The delegates were meeting")
+    if engine.dialect.name == "sqlite":  # unicode61 does not stem: a word finds itself, a prefix* more
+        assert archive.ids("meet") == []
+        assert archive.ids("meet*") == [post]
+        return
     assert archive.ids("meet") == [post]
     [hit] = archive.find("meet").hits
     assert marked(hit.snippet) == ["meeting"]
