@@ -7,7 +7,7 @@ postgres, dropped at the end unless kept); the schema; ``--messages`` (100,000) 
 with SQLAlchemy Core straight into ``post`` (no SMTP, no moderation): ta-en/ta-fr/ta-es 50/30/20 %,
 threads of 1–30 posts over ~3 years, raw RFC 5322 bytes of 1–20 KB (lognormal), prose drawn from a
 seeded Zipf vocabulary per language, quoted replies, signatures, ~10 % with an attachment, ~5 % HTML only,
-~15 % multipart/alternative. Then ``listserv.search.reindex`` (timed: the index build time) and the
+~15 % multipart/alternative. Then ``listserv.archive.index.reindex`` (timed: the index build time) and the
 index size next to the raw text size. A member who reads the three lists signs in over HTTP.
 
 Measured, with ``--concurrency`` (4) httpx2 clients in threads (keep-alive, the session cookie):
@@ -456,7 +456,7 @@ def multipart(boundary: str, parts: list[tuple[list[str], bytes]]) -> bytes:
 
 
 def subject_key(subject: str, prefix: str) -> str:
-    from listserv.archive import subject_key as key
+    from listserv.archive.posts import subject_key as key
 
     return key(subject, prefix)
 
@@ -489,7 +489,7 @@ def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
     count (for ``check_text_sizes``)."""
     from sqlalchemy import insert, text
 
-    from listserv.models import Post
+    from listserv.store.models import Post
 
     end = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
     started = time.perf_counter()
@@ -544,8 +544,8 @@ def check_text_sizes(engine: Any, counted: dict[int, int]) -> str:
     a sample: says whether "raw text" measures what the indexer is given."""
     from sqlalchemy import select
 
-    from listserv.message import parse_post
-    from listserv.models import Post
+    from listserv.mail.message import parse_post
+    from listserv.store.models import Post
 
     with engine.connect() as connection:
         raws = connection.execute(select(Post.id, Post.raw).where(Post.id.in_(list(counted)))).all()
@@ -569,10 +569,10 @@ def analyse(engine: Any) -> None:
 
 
 def build_index(engine: Any, settings: Any) -> tuple[float, int]:
-    from listserv import search
+    from listserv.archive import index
 
     started = time.perf_counter()
-    count = search.reindex(engine, settings)
+    count = index.reindex(engine, settings)
     return time.perf_counter() - started, count
 
 
@@ -643,13 +643,13 @@ def add_reader(engine: Any, settings: Any) -> None:
     """The member who signs in: reads the three lists, receives nothing (delivery none)."""
     from sqlalchemy.orm import Session
 
-    from listserv import members
+    from listserv.store import directory
 
     fields = {"email": READER, "name": "Bench Reader", "country": "", "lists": ";".join(LISTS)}
-    row = members.check_row({**fields, "role": "delegate", "delivery": "none", "language": "en"}, settings)
+    row = directory.check_row({**fields, "role": "delegate", "delivery": "none", "language": "en"}, settings)
     with Session(engine) as session, session.begin():
-        members.apply_rows(session, [row], exact_lists=False)
-        members.set_password(session, READER, PASSWORD)
+        directory.apply_rows(session, [row], exact_lists=False)
+        directory.set_password(session, READER, PASSWORD)
 
 
 # --- workspace: a temp dir, or --keep DIR reused across runs ----------------------------------------
@@ -863,7 +863,7 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
     frequency ranks are log-uniform between 50 and 20,000 (from words in most posts to rare ones)."""
     from sqlalchemy import func, select
 
-    from listserv.models import Post
+    from listserv.store.models import Post
 
     rng, count = random.Random(seed), requests + WARM_UP
     picked = [rng.randint(1, messages) for _ in range(2 * count)]
@@ -1067,7 +1067,7 @@ def print_loaded(loaded: Loaded, reused: bool, directory: Path, size: int | None
         f"({loaded.messages / loaded.load_seconds:,.0f} posts/s), generation included"
     )
     print(
-        f"index build{where}: listserv.search.reindex {loaded.index_seconds:,.1f} s "
+        f"index build{where}: listserv.archive.index.reindex {loaded.index_seconds:,.1f} s "
         f"({loaded.messages / loaded.index_seconds:,.0f} posts/s)"
     )
     ratio = f"{size / loaded.text_bytes:.2f} × the raw text ({mb(loaded.text_bytes)})" if size else "unknown"
@@ -1102,7 +1102,7 @@ def prepare(
     args: argparse.Namespace, space: Workspace, engine: Any, settings: Any
 ) -> tuple[Loaded, int | None, str]:
     """Load and index (or reuse a kept load); the index's size and how it splits."""
-    from listserv.provision import initialise
+    from listserv.admin.provision import initialise
 
     loaded, fallback = space.loaded, None
     if loaded is None or args.reindex:
@@ -1138,7 +1138,7 @@ def run(args: argparse.Namespace) -> None:
     from common import rss_mb
 
     from listserv.config import load_settings
-    from listserv.db import make_engine
+    from listserv.store.db import make_engine
 
     with workspace(args) as space:
         smtp_port = free_port()

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from listserv import schema
-from listserv.db import make_engine
-from listserv.models import Post
+from listserv.store import schema
+from listserv.store.db import make_engine
+from listserv.store.models import Post
 from listserv.web import threads
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

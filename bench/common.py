@@ -166,7 +166,7 @@ async def serve_noop(port: int, listserv_class: bool = False) -> None:
     with ``listserv_class``, listserv's own SMTP subclass (phase a')."""
     session_class = SMTP
     if listserv_class:
-        from listserv.ingress import ListservSMTP  # imported late: phase (a) must not pay for listserv
+        from listserv.intake.ingress import ListservSMTP  # imported late: phase (a) must not pay for listserv
 
         session_class = ListservSMTP
     loop = asyncio.get_running_loop()

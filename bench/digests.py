@@ -186,10 +186,10 @@ def part_head(subtype: str) -> str:
 def seed(database_url: str, config: Path, members: int, posts: int) -> None:
     from sqlalchemy import insert, select
 
+    from listserv.admin.provision import initialise
     from listserv.config import load_settings
-    from listserv.db import make_engine
-    from listserv.models import MailingList, Member, Post, Subscription
-    from listserv.provision import initialise
+    from listserv.store.db import make_engine
+    from listserv.store.models import MailingList, Member, Post, Subscription
 
     settings = load_settings(config)
     engine = make_engine(database_url)
@@ -264,9 +264,9 @@ def measure(config: Path) -> None:
 
     from digests import send_digests
     from listserv.config import load_settings
-    from listserv.db import make_engine
-    from listserv.models import Delivery, SentDigest
-    from listserv.server import build_moderation
+    from listserv.forum import build_moderation
+    from listserv.store.db import make_engine
+    from listserv.store.models import Delivery, SentDigest
 
     settings = load_settings(config)
     engine = make_engine(settings.database.url)

@@ -18,7 +18,7 @@ from email.utils import getaddresses
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from listserv.decorate import header_text, strip_prefix
+from listserv.outgoing.decorate import header_text, strip_prefix
 
 Period = Literal["daily", "weekly"]
 Format = Literal["mime", "plain"]

@@ -39,13 +39,13 @@ from sqlalchemy.orm import Session
 
 from digests.build import build_mime_digest, build_plain_digest, digest_message_id
 from digests.issue import DigestIssue, DigestPost, Format, Period, iso_week, period_key, read_message
-from listserv.addresses import Kind
-from listserv.archive import list_url, message_url
+from listserv.archive.posts import list_url, message_url
 from listserv.config import MailingList, Settings
-from listserv.decorate import decorate
-from listserv.delivery import Publisher
-from listserv.models import Delivery, Member, Post, SentDigest, Subscription, Topic
-from listserv.models import MailingList as ListRow
+from listserv.mail.addresses import Kind
+from listserv.outgoing.decorate import decorate
+from listserv.outgoing.delivery import Publisher
+from listserv.store.models import Delivery, Member, Post, SentDigest, Subscription, Topic
+from listserv.store.models import MailingList as ListRow
 
 log = logging.getLogger(__name__)
 FORMATS: tuple[Format, ...] = ("mime", "plain")

@@ -17,15 +17,17 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from listserv import members, schema, search, topic_commands
+from listserv.admin import topic_commands
+from listserv.admin.provision import initialise
+from listserv.admin.status import failures, status_counts
+from listserv.archive import index
 from listserv.config import ConfigError, Settings, config_path, load_settings
-from listserv.db import make_engine, utc_now
-from listserv.moderation import audit_trail, find_held, moderation_queue
-from listserv.notices import Notifier, send_welcome
-from listserv.provision import initialise
+from listserv.forum import Forum, build_moderation
+from listserv.moderation.queue import audit_trail, find_held, moderation_queue
+from listserv.outgoing.notices import Notifier, send_welcome
 from listserv.scheduler import TASKS, Jobs
-from listserv.server import Forum, build_moderation
-from listserv.status import failures, status_counts
+from listserv.store import directory, schema
+from listserv.store.db import make_engine, utc_now
 
 
 class CommandError(Exception):
@@ -90,8 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--lists", required=True, help="list names separated by ';', e.g. 'ta-en;ta-fr'")
     add.add_argument("--name", default="")
     add.add_argument("--country", default="")
-    add.add_argument("--role", default="delegate", choices=members.ROLES)
-    add.add_argument("--delivery", default="each", choices=members.DELIVERIES)
+    add.add_argument("--role", default="delegate", choices=directory.ROLES)
+    add.add_argument("--delivery", default="each", choices=directory.DELIVERIES)
     add.add_argument("--language", default="")
     remove = _command(member_commands, "remove", "remove a member (or only from one list)", cmd_remove)
     remove.add_argument("email")
@@ -163,7 +165,7 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings, engine: Engine) ->
     if not schema.is_current(engine):
         raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
     started = time.monotonic()
-    count = search.reindex(engine, settings)
+    count = index.reindex(engine, settings)
     print(f"reindexed {count} messages in {time.monotonic() - started:.1f} s")
     return 0
 
@@ -174,8 +176,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
     except (OSError, UnicodeDecodeError) as error:
         raise CommandError(f"cannot read {args.file}: {error}") from None
     try:
-        rows = members.read_roster(text, settings)
-    except members.RosterError as error:
+        rows = directory.read_roster(text, settings)
+    except directory.RosterError as error:
         for problem in error.problems:
             print(f"{args.file}: {problem}", file=sys.stderr)
         print(
@@ -185,7 +187,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
         return 1
     notifier = build_moderation(settings).notifier
     with Session(engine) as session, session.begin():
-        report = members.apply_rows(session, rows)
+        report = directory.apply_rows(session, rows)
         welcome_new_members(notifier, session, [row for row in rows if row.email in report.added])
     print(
         f"imported {len(rows)} member(s): {len(report.added)} added, {len(report.updated)} updated, "
@@ -205,18 +207,18 @@ def cmd_add(args: argparse.Namespace, settings: Settings, engine: Engine) -> int
         "language": args.language,
     }
     try:
-        row = members.check_row(fields, settings)
+        row = directory.check_row(fields, settings)
     except ValueError as error:
         raise CommandError(str(error)) from None
     with Session(engine) as session, session.begin():
-        report = members.apply_rows(session, [row], exact_lists=False)
+        report = directory.apply_rows(session, [row], exact_lists=False)
     print(f"{row.email}: {'added' if report.added else 'updated'}")
     return 0
 
 
 def cmd_remove(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     with Session(engine) as session, session.begin():
-        if not members.remove_member(session, args.email, args.list_name):
+        if not directory.remove_member(session, args.email, args.list_name):
             where = f" from {args.list_name}" if args.list_name else ""
             raise CommandError(f"{args.email} is not a member{where}; nothing removed")
     print(f"{args.email}: removed" + (f" from {args.list_name}" if args.list_name else ""))
@@ -227,7 +229,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings, engine: Engine) -> in
     if args.list_name and args.list_name not in settings.lists:
         raise CommandError(f"unknown list {args.list_name!r} (known: {', '.join(settings.lists)})")
     with Session(engine) as session:
-        for member, subscriptions in members.list_members(session, args.list_name):
+        for member, subscriptions in directory.list_members(session, args.list_name):
             print(
                 "\t".join([member.email, member.name, member.country, member.role, " ".join(subscriptions)])
             )
@@ -236,12 +238,12 @@ def cmd_list(args: argparse.Namespace, settings: Settings, engine: Engine) -> in
 
 def cmd_password(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
-    if len(password) < members.MIN_PASSWORD_LENGTH:
+    if len(password) < directory.MIN_PASSWORD_LENGTH:
         raise CommandError(
-            f"the password must have at least {members.MIN_PASSWORD_LENGTH} characters; nothing changed"
+            f"the password must have at least {directory.MIN_PASSWORD_LENGTH} characters; nothing changed"
         )
     with Session(engine) as session, session.begin():
-        if not members.set_password(session, args.email, password):
+        if not directory.set_password(session, args.email, password):
             raise CommandError(f"{args.email} is not a member; add them first")
     print(f"{args.email}: password set")
     return 0
@@ -323,7 +325,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
     return 0
 
 
-def welcome_new_members(notifier: Notifier, session: Session, rows: list[members.MemberRow]) -> None:
+def welcome_new_members(notifier: Notifier, session: Session, rows: list[directory.MemberRow]) -> None:
     """Queued for the serve process to send: one welcome per new member, in their first list's language."""
     for row in rows:
         if row.lists:

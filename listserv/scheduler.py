@@ -25,10 +25,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digests import send_digests
-from listserv.models import Lease
-from listserv.moderation import Moderation
-from listserv.prompts import Weekly
-from listserv.topics import prompt_time
+from listserv.moderation.queue import Moderation
+from listserv.store.models import Lease
+from listserv.weekly.prompts import Weekly
+from listserv.weekly.topics import prompt_time
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 150  # > 2 ticks: a living holder always renews in time

@@ -30,13 +30,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from listserv import members
+from listserv.admin.provision import initialise
 from listserv.config import Settings, parse_settings
-from listserv.db import make_engine, utc_now
-from listserv.members import apply_rows, check_row
-from listserv.models import Received
-from listserv.provision import initialise
-from listserv.server import Forum, build_moderation
+from listserv.forum import Forum, build_moderation
+from listserv.store import directory
+from listserv.store.db import make_engine, utc_now
+from listserv.store.directory import apply_rows, check_row
+from listserv.store.models import Received
 from listserv.web.routes import build, build_site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -366,7 +366,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(autouse=True)
 def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2's recommended cost takes ~0.1-1 s per hash on this machine; the tests hash hundreds."""
-    monkeypatch.setattr(members, "PASSWORDS", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(directory, "PASSWORDS", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -374,7 +374,7 @@ CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 def set_password(engine: Engine, address: str, password: str = PASSWORD) -> None:
     with Session(engine) as session, session.begin():
-        assert members.set_password(session, address, password), f"{address} is not a member"
+        assert directory.set_password(session, address, password), f"{address} is not a member"
 
 
 class WebClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from listserv.addresses import AddressBook, Kind, Recipient, normalise_address, parse_mailboxes
+from listserv.mail.addresses import AddressBook, Kind, Recipient, normalise_address, parse_mailboxes
 
 BOOK = AddressBook("forum.example.org", ["ta-en", "ta-fr", "ta-es", "health-ar"])
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.bounces import read_bounce
 from listserv.config import Settings
-from listserv.models import Member, Subscription
+from listserv.membership.bounces import read_bounce
+from listserv.store.models import Member, Subscription
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for, wait_processed
 
 GONE = "gone@example.org"

@@ -23,9 +23,9 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Route, ex
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.archive import archive_raw
+from listserv.archive.posts import archive_raw
 from listserv.config import Settings
-from listserv.models import Held, Post
+from listserv.store.models import Held, Post
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, set_password, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from listserv.commands import (
+from listserv.config import SHIPPED_TEMPLATES
+from listserv.mail.templates import CommandWords, MailTemplates
+from listserv.membership.request_text import (
     PERIODS,
     VERBS,
     Request,
@@ -20,9 +22,7 @@ from listserv.commands import (
     read_requests,
     vocabulary_from,
 )
-from listserv.config import SHIPPED_TEMPLATES
-from listserv.render import CommandWords, MailTemplates
-from listserv.reply import own_lines
+from listserv.moderation.reply_text import own_lines
 
 LANGUAGES = ("en", "fr", "es")
 CATALOGUES = {

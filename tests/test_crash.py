@@ -13,8 +13,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listserv.db import make_engine
-from listserv.models import Received, Route
+from listserv.store.db import make_engine
+from listserv.store.models import Received, Route
 from tests.conftest import ServeProcess, pending_count, wait_for
 
 CLIENTS = 8

@@ -1,4 +1,4 @@
-"""The copy members receive: list headers, subject prefix, footer, DMARC mitigation (listserv/decorate.py).
+"""The copy members receive: list headers, subject prefix, footer, DMARC (listserv/outgoing/decorate.py).
 
 Byte-identity checks (attachments, signed entities, forwarded messages) cut the parts out of the input and
 the output with a regex on the literal boundary, independently of the code under test."""
@@ -20,7 +20,7 @@ from textwrap import dedent
 import jinja2
 import pytest
 
-from listserv.decorate import Decoration, decorate, prefix_subject, strip_prefix
+from listserv.outgoing.decorate import Decoration, decorate, prefix_subject, strip_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "messages").glob("*.eml"))
@@ -648,7 +648,7 @@ def test_footer_templates(language: str) -> None:
         )
         return env.get_template(f"{language}/{name}").render(**FOOTER_CONTEXT)
 
-    html_only = jinja2.select_autoescape(["html"])  # as listserv/render.py configures it
+    html_only = jinja2.select_autoescape(["html"])  # as listserv/mail/templates.py configures it
     text = render("member_footer.txt", html_only)
     html = render("member_footer.html", html_only)
     assert html == render("member_footer.html", False)  # escaped explicitly: never twice, never not at all

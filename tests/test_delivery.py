@@ -15,11 +15,11 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.db import make_engine, utc_now
-from listserv.decorate import decorate
-from listserv.models import Delivery, Member, Post, Received, Subscription
-from listserv.models import MailingList as ListRow
-from listserv.transport import pipelined_sendmail
+from listserv.outgoing.decorate import decorate
+from listserv.outgoing.transport import pipelined_sendmail
+from listserv.store.db import make_engine, utc_now
+from listserv.store.models import Delivery, Member, Post, Received, Subscription
+from listserv.store.models import MailingList as ListRow
 from tests.conftest import (
     RunningForum,
     ServeProcess,
@@ -170,7 +170,7 @@ def _attempts(engine: Engine) -> int:
 
 def test_decorated_copies_parse_for_every_hard_message(relayed_settings, relayed_engine: Engine) -> None:  # type: ignore[no-untyped-def]
     """Decoration of the corpus through the real Publisher: never raises, always a List-Id."""
-    from listserv.server import build_moderation
+    from listserv.forum import build_moderation
 
     publisher = build_moderation(relayed_settings).publisher
     mailing_list = relayed_settings.lists["ta-en"]

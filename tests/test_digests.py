@@ -27,13 +27,13 @@ import digests.send
 from digests import DigestIssue, DigestPost, build_mime_digest, build_plain_digest, send_digests
 from digests.issue import html_to_text, period_key, read_message
 from listserv.config import Settings
-from listserv.db import utc_now
-from listserv.decorate import CRLF, LINE_END, read_content, split_entity, split_parts
-from listserv.delivery import Publisher
-from listserv.models import Delivery, Held, Member, Post, SentDigest, Subscription, Topic
-from listserv.models import MailingList as ListRow
-from listserv.render import MailTemplates
-from listserv.server import build_moderation
+from listserv.forum import build_moderation
+from listserv.mail.templates import MailTemplates
+from listserv.outgoing.decorate import CRLF, LINE_END, read_content, split_entity, split_parts
+from listserv.outgoing.delivery import Publisher
+from listserv.store.db import utc_now
+from listserv.store.models import Delivery, Held, Member, Post, SentDigest, Subscription, Topic
+from listserv.store.models import MailingList as ListRow
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for
 from tests.test_moderation import settings_with
 
@@ -592,8 +592,8 @@ def test_a_digest_reaches_its_member_and_a_reply_to_a_part_threads(
 def test_a_digest_recipient_the_relay_defers_gets_it_later(
     sink: Sink, relayed_engine: Engine, relayed_settings: Settings, clock: SteppableClock
 ) -> None:
-    from listserv.delivery import Deliverer
-    from listserv.transport import Transport
+    from listserv.outgoing.delivery import Deliverer
+    from listserv.outgoing.transport import Transport
 
     readers = ["first@example.org", "busy@example.org"]
     set_modes(relayed_engine, relayed_settings, {a: ("ta-en", "digest", "daily", "mime") for a in readers})

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from listserv.exports import FeedEntry, FeedInfo, atom_feed, mbox_chunks
+from listserv.archive.formats import FeedEntry, FeedInfo, atom_feed, mbox_chunks
 
 NS = {"a": "http://www.w3.org/2005/Atom"}
 WHEN = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from listserv.models import Received, Route
+from listserv.store.models import Received, Route
 from tests.conftest import RunningForum, wait_processed
 
 

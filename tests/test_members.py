@@ -10,11 +10,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from listserv.admin.provision import initialise
 from listserv.config import Settings, parse_settings
-from listserv.db import make_engine
-from listserv.members import RosterError, apply_rows, find_member, list_members, read_roster
-from listserv.models import MailingList, Member, Moderator, Outbox
-from listserv.provision import initialise
+from listserv.store.db import make_engine
+from listserv.store.directory import RosterError, apply_rows, find_member, list_members, read_roster
+from listserv.store.models import MailingList, Member, Moderator, Outbox
 from tests.conftest import make_config, run_cli
 
 HEADER = "email,name,country,lists,role,delivery,language\n"

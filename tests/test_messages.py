@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.message import ensure_message_id, find_message_id, parse_post
-from listserv.models import Received
+from listserv.mail.message import ensure_message_id, find_message_id, parse_post
+from listserv.store.models import Received
 from tests.conftest import RunningForum, wait_processed
 
 CORPUS = sorted((Path(__file__).parent / "messages").glob("*.eml"))

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.models import Audit, Held, Post
+from listserv.store.models import Audit, Held, Post
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for, wait_processed
 
 DELEGATE = "marie@example.fr"
@@ -326,7 +326,7 @@ def run_reminders(live: RunningForum, engine: Engine) -> None:
 
 
 def live_outbox_settles(engine: Engine) -> None:
-    from listserv.models import Outbox
+    from listserv.store.models import Outbox
 
     def settled() -> bool:
         with Session(engine) as session:

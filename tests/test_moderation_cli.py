@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.config import load_settings
-from listserv.db import make_engine
-from listserv.models import Held, Outbox
+from listserv.store.db import make_engine
+from listserv.store.models import Held, Outbox
 from tests.conftest import ServeProcess, run_cli, wait_for
 
 POST = (

@@ -11,7 +11,7 @@ from textwrap import dedent
 
 import pytest
 
-from listserv.reading import MessageView, attachment, read_message
+from listserv.archive.reading import MessageView, attachment, read_message
 
 MESSAGES = Path(__file__).parent / "messages"
 CORPUS = sorted(MESSAGES.glob("*.eml"))

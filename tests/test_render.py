@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from listserv.config import SHIPPED_TEMPLATES
-from listserv.render import CommandWords, MailTemplates
+from listserv.mail.templates import CommandWords, MailTemplates
 
 COMMON = {
     "site_name": "Forum",
@@ -82,7 +82,7 @@ def test_every_template_renders_in_every_language(name: str, language: str) -> N
 
 
 def test_a_missing_language_falls_back_to_english_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="listserv.render"):
+    with caplog.at_level(logging.WARNING, logger="listserv.mail.templates"):
         rendered = TEMPLATES.render("sender_held.txt", "ar", **COMMON, subject="موضوع")
     assert rendered.language == "en"
     assert "awaiting" in rendered.subject.lower() or "moderation" in rendered.subject.lower()

@@ -10,7 +10,7 @@ from textwrap import dedent
 
 import pytest
 
-from listserv.reply import Action, Command, find_code, normalise_code, read_reply
+from listserv.moderation.reply_text import Action, Command, find_code, normalise_code, read_reply
 
 REPLIES = Path(__file__).parent / "replies"
 VOCABULARY: dict[str, Action] = {

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.members import find_member
-from listserv.models import Held
+from listserv.store.directory import find_member
+from listserv.store.models import Held
 from tests.conftest import RunningForum, Sink, add_members, wait_for, wait_processed
 from tests.test_moderation import CODE, reply_to_notice, send
 

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from listserv import search
-from listserv.archive import archive_raw
+from listserv.archive import index
+from listserv.archive.index import SearchQuery
+from listserv.archive.posts import archive_raw
 from listserv.cli import main
 from listserv.config import Settings
-from listserv.models import Post
-from listserv.search import SearchQuery
+from listserv.store.models import Post
 
 ALL = ("ta-en", "ta-fr", "ta-es")
 DAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -50,9 +50,9 @@ class Archive:
             post = archive_raw(session, raw, f"<m{self.count}@example.org>", list_name, DAY)
             return post.id
 
-    def find(self, text: str, lists: tuple[str, ...] = ALL, **filters: object) -> search.SearchPage:
+    def find(self, text: str, lists: tuple[str, ...] = ALL, **filters: object) -> index.SearchPage:
         with Session(self.engine) as session:
-            return search.search(session, SearchQuery(text, lists, **filters))  # type: ignore[arg-type]
+            return index.search(session, SearchQuery(text, lists, **filters))  # type: ignore[arg-type]
 
     def ids(self, text: str, lists: tuple[str, ...] = ALL, **filters: object) -> list[int]:
         return [hit.post_id for hit in self.find(text, lists, **filters).hits]
@@ -179,7 +179,7 @@ def test_snippet_highlights_the_match_around_it(archive: Archive) -> None:
     assert marked(hit.subject_fragments) == ["Réunion"]
     text = "".join(piece for piece, _ in hit.snippet)
     assert text.startswith("… ") and text.endswith(" …") and "word0 " not in text
-    assert len(text.split()) <= search.SNIPPET_WORDS + 2
+    assert len(text.split()) <= index.SNIPPET_WORDS + 2
     assert "<" not in text
 
 
@@ -220,7 +220,7 @@ def test_pagination(archive: Archive) -> None:
 def test_only_the_newest_matches_are_ranked(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
     posts = [archive.add("Water", "water " * (5 - i), when=DAY + timedelta(days=i)) for i in range(5)]
     assert not archive.find("water").capped
-    monkeypatch.setattr(search, "CANDIDATES", 3)
+    monkeypatch.setattr(index, "CANDIDATES", 3)
     page = archive.find("water")
     assert (page.total, page.capped) == (3, True)
     assert {hit.post_id for hit in page.hits} == set(posts[2:])
@@ -239,7 +239,7 @@ def test_remove_posts(archive: Archive) -> None:
     gone = archive.add("Water", "water")
     kept = archive.add("Water", "water again")
     with Session(archive.engine) as session, session.begin():
-        search.remove_posts(session, [gone])
+        index.remove_posts(session, [gone])
         session.execute(delete(Post).where(Post.id == gone))
     assert archive.ids("water") == [kept]
     assert_index_sound(archive.engine)
@@ -252,13 +252,13 @@ def test_reindex_rebuilds_an_emptied_index(archive: Archive, settings: Settings)
             connection.execute(text("INSERT INTO post_search_text (post_search_text) VALUES ('delete-all')"))
         connection.execute(text("DELETE FROM post_search"))
     assert archive.ids("water") == []
-    search.BATCH, batch = 3, search.BATCH  # several batches
+    index.BATCH, batch = 3, index.BATCH  # several batches
     try:
-        assert search.reindex(archive.engine, settings) == 7
+        assert index.reindex(archive.engine, settings) == 7
     finally:
-        search.BATCH = batch
+        index.BATCH = batch
     assert set(archive.ids("water")) == posts
-    assert search.reindex(archive.engine, settings) == 7  # again: nothing twice
+    assert index.reindex(archive.engine, settings) == 7  # again: nothing twice
     assert archive.find("water").total == 7
     assert_index_sound(archive.engine)
 

@@ -13,12 +13,12 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from listserv.config import SHIPPED_TEMPLATES, Settings, parse_settings
-from listserv.decorate import decorate
-from listserv.message import parse_post
-from listserv.models import Held, Member, Post, Received, Route, Subscription, Topic
-from listserv.models import MailingList as ListRow
-from listserv.render import MailTemplates
-from listserv.topics import (
+from listserv.mail.message import parse_post
+from listserv.mail.templates import MailTemplates
+from listserv.outgoing.decorate import decorate
+from listserv.store.models import Held, Member, Post, Received, Route, Subscription, Topic
+from listserv.store.models import MailingList as ListRow
+from listserv.weekly.topics import (
     SISTERS_HEADER,
     TOPIC_HEADER,
     TopicError,

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.models import MailingList, Member, Subscription
+from listserv.store.models import MailingList, Member, Subscription
 from tests.conftest import CSRF_FIELD, WebClient, add_members, set_password
 
 DELEGATE = "ana@example.org"

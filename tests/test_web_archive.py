@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from listserv.archive import archive_raw, message_url
+from listserv.archive.posts import archive_raw, message_url
 from listserv.config import Settings
-from listserv.models import SentDigest, SentPrompt, Topic
+from listserv.store.models import SentDigest, SentPrompt, Topic
 from tests.conftest import WebClient, add_members, set_password
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # ISO week 2026-W48

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.models import Member, Outbox
+from listserv.store.models import Member, Outbox
 from listserv.web.app import Access
 from listserv.web.routes import all_pages
 from listserv.web.server import WebServer

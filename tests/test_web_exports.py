@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.archive import archive_raw, message_url
+from listserv.archive.posts import archive_raw, message_url
 from listserv.config import Settings
-from listserv.members import remove_member
-from listserv.models import Member
+from listserv.store.directory import remove_member
+from listserv.store.models import Member
 from listserv.web.exports import feed_token
 from tests.conftest import WebClient, add_members, set_password
 

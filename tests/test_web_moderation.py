@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.addresses import Kind
 from listserv.config import Settings
-from listserv.message import parse_post
-from listserv.models import Audit, Held, Outbox, Post, Received, Route, Topic
-from listserv.moderation import Moderation
-from listserv.rules import Reason
+from listserv.mail.addresses import Kind
+from listserv.mail.message import parse_post
+from listserv.moderation.queue import Moderation
+from listserv.moderation.rules import Reason
+from listserv.store.models import Audit, Held, Outbox, Post, Received, Route, Topic
 from tests.conftest import CSRF_FIELD, SteppableClock, WebClient, add_members, set_password
 
 DELEGATE = "ana@example.org"

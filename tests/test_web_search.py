@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from listserv.archive import archive_raw
+from listserv.archive.posts import archive_raw
 from listserv.config import Settings
 from tests.conftest import WebClient, add_members, set_password
 

@@ -6,7 +6,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.models import MailingList, Member, Outbox, Subscription
+from listserv.store.models import MailingList, Member, Outbox, Subscription
 from tests.conftest import WebClient, add_members, set_password
 
 

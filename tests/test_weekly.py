@@ -13,9 +13,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.db import make_engine
-from listserv.models import Post, SentPrompt, Topic
 from listserv.scheduler import acquire_lease
+from listserv.store.db import make_engine
+from listserv.store.models import Post, SentPrompt, Topic
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for
 from tests.test_moderation import CODE, reply_to_notice, send
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.models import MailingList, Member, Moderator, Subscription
+from listserv.store.models import MailingList, Member, Moderator, Subscription
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
-from listserv.models import MailingList, Member, Subscription
+from listserv.store.models import MailingList, Member, Subscription
 from listserv.web.app import Ctx, Page, Problem
 from listserv.web.exports import feed_url
 

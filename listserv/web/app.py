@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from listserv.config import Settings
-from listserv.moderation import Moderation
+from listserv.moderation.queue import Moderation
 from listserv.web.access import Viewer, load_viewer
 from listserv.web.i18n import SOURCE, negotiate
 from listserv.web.limits import LoginLimiter

@@ -2,7 +2,7 @@
 every language, a digest issue (raw bytes and attachments are in ``downloads``).
 
 Every page of a list checks the list exists (404) and the viewer reads it (403) before touching a post.
-Messages are shown through ``listserv.reading``: text arrives as structures the templates escape, HTML
+Messages are shown through ``listserv.archive.reading``: text arrives as structures the templates escape, HTML
 mail only as nh3's sanitised output.
 """
 
@@ -15,13 +15,13 @@ from markupsafe import Markup
 from sqlalchemy import select
 from starlette.responses import Response
 
-from listserv import reading
-from listserv.archive import message_url
+from listserv.archive import reading
+from listserv.archive.posts import message_url
 from listserv.config import MailingList
-from listserv.models import Post, SentDigest, SentPrompt, Topic
-from listserv.topics import iso_week, language_name, text_for
+from listserv.store.models import Post, SentDigest, SentPrompt, Topic
 from listserv.web import threads
 from listserv.web.app import Ctx, Page, Problem
+from listserv.weekly.topics import iso_week, language_name, text_for
 
 ACTIVITY_DAYS = 30
 MAX_PAGE = 10_000  # deeper pages walk too much of a list; nobody pages that far by hand

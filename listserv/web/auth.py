@@ -13,9 +13,9 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
-from listserv import members
-from listserv.members import MIN_PASSWORD_LENGTH, find_member
-from listserv.models import MailingList, Member, Moderator, Subscription
+from listserv.store import directory
+from listserv.store.directory import MIN_PASSWORD_LENGTH, find_member
+from listserv.store.models import MailingList, Member, Moderator, Subscription
 from listserv.web.access import password_fingerprint
 from listserv.web.app import Access, Ctx, Page, Problem, csrf_token
 
@@ -53,7 +53,7 @@ def login(ctx: Ctx) -> Response:
 
 
 def _verify(member: Member | None, password: str) -> bool:
-    hasher = members.PASSWORDS
+    hasher = directory.PASSWORDS
     try:
         # No member, or no password yet: hash anyway, so the answer takes as long as for a member.
         if member is None or not member.password_hash:
@@ -153,7 +153,7 @@ def reset(ctx: Ctx) -> Response:
         return ctx.render(
             "password_reset.html", 400, email=member.email, error=error, minimum=MIN_PASSWORD_LENGTH
         )
-    member.password_hash = members.PASSWORDS.hash(password)
+    member.password_hash = directory.PASSWORDS.hash(password)
     _sign_in(ctx, member)
     return RedirectResponse("/", 303)
 

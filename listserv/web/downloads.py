@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
-from listserv import reading
+from listserv.archive import reading
 from listserv.web.app import Ctx, Page, Problem
 from listserv.web.archive import archived_post, readable_list
 

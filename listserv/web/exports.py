@@ -21,11 +21,11 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
-from listserv.archive import list_url, message_url
+from listserv.archive.formats import FeedEntry, FeedInfo, atom_feed, mbox_chunks
+from listserv.archive.posts import list_url, message_url
+from listserv.archive.reading import read_message
 from listserv.config import MailingList
-from listserv.exports import FeedEntry, FeedInfo, atom_feed, mbox_chunks
-from listserv.models import Post
-from listserv.reading import read_message
+from listserv.store.models import Post
 from listserv.web.access import load_feed_reader
 from listserv.web.app import Access, Ctx, Page, Problem
 from listserv.web.archive import readable_list

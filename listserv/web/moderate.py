@@ -16,13 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
-from listserv.members import email_key
-from listserv.models import Audit, Held, Member, Received, Topic
-from listserv.moderation import Action, Decision, moderation_queue
-from listserv.reading import MessageView, read_message
-from listserv.topics import parse_week, text_for
+from listserv.archive.reading import MessageView, read_message
+from listserv.moderation.queue import Action, Decision, moderation_queue
+from listserv.store.directory import email_key
+from listserv.store.models import Audit, Held, Member, Received, Topic
 from listserv.web.access import Viewer
 from listserv.web.app import Ctx, Page, Problem
+from listserv.weekly.topics import parse_week, text_for
 
 KINDS = ("post", "proposal", "subscription", "translation")
 ACTIONS: tuple[Action, ...] = ("approve", "reject", "discard")

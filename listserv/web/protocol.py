@@ -15,8 +15,8 @@ from typing import Literal
 
 from starlette.responses import Response
 
-from listserv.topics import language_name
 from listserv.web.app import Ctx, Page, Problem
+from listserv.weekly.topics import language_name
 
 LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?", re.IGNORECASE)
 INLINE = re.compile(r"\*\*(.+?)\*\*|`([^`]+)`")

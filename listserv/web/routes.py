@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from listserv.config import Settings
-from listserv.moderation import Moderation
+from listserv.moderation.queue import Moderation
 from listserv.web import (
     account,
     archive,

@@ -1,4 +1,4 @@
-"""The search page: the archive's full-text index (``listserv.search``) behind a form with filters.
+"""The search page: the archive's full-text index (``listserv.archive.index``) behind a form with filters.
 
 Only the lists the reader may read are ever searched; a filter for another list is ignored, not an
 error, so a shared link never shows more than its reader may see."""
@@ -9,7 +9,7 @@ from datetime import date
 
 from starlette.responses import Response
 
-from listserv import search as index
+from listserv.archive import index
 from listserv.web.app import Ctx, Page
 
 PER_PAGE = 20

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
-from listserv.models import Member, Post
+from listserv.store.models import Member, Post
 
 PAGE_SIZE = 25
 THREAD_PAGE_SIZE = 20  # messages shown in full: ~1-2 ms each to read and render (4-5 KB of text)
@@ -64,7 +64,7 @@ class ThreadPage:
 
 
 def id_path(message_id: str) -> str:
-    """The Message-ID as it appears in our URLs (``listserv.archive.message_url``): '@' kept."""
+    """The Message-ID as it appears in our URLs (``listserv.archive.posts.message_url``): '@' kept."""
     return quote(message_id.strip("<>"), safe="@")
 
 

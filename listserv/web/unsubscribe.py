@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from starlette.responses import Response
 
-from listserv.models import MailingList, Member, Subscription
-from listserv.notices import request_words
+from listserv.outgoing.notices import request_words
+from listserv.store.models import MailingList, Member, Subscription
 from listserv.web.app import Ctx, Page, Problem
 
 

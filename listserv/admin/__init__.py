@@ -1,0 +1,1 @@
+"""Operator commands that are not on the path of a post."""

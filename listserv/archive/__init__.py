@@ -1,0 +1,1 @@
+"""What was published: raw bytes once, indexes derived, read back for people."""

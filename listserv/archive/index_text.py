@@ -1,0 +1,160 @@
+"""Text for the search index: what of a message is indexed, folded the same way for both databases
+(lowercase, no accents, split into words), the query parsed into terms, and the snippet cut around the
+words a query matched. Pure functions; ``search.py`` owns the database side."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_left
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+from listserv.mail.message import Post as ParsedPost
+from listserv.mail.message import parse_post
+
+# A word as both tokenisers see it once we have folded the text. Chinese and Japanese are not written
+# with spaces: each of their characters is a word, and a query for several is a phrase.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+WORD = re.compile(f"[{CJK}]|[^\\W_{CJK}]+")
+MAX_WORD = 40  # longer "words" are base64, hashes or URLs: noise that bloats the index
+QUERY_CHUNK = re.compile(r'"([^"]*)"?|([^\s"]+)')  # a "quoted phrase" (closed or not), or a bare word
+QUOTED = re.compile(r"^[ \t]*>.*$\n?", re.MULTILINE)
+LOOKS_HTML = re.compile(r"<(?:html|body|div|p|br|table|span)\b|</(?:p|div|td)>", re.IGNORECASE)
+WHITESPACE = re.compile(r"\s+")
+MAX_TERMS = 16
+SNIPPET_WORDS = 30
+
+Fragments = list[tuple[str, bool]]  # (text, highlight it?): the template escapes, and marks the flagged
+
+
+@dataclass(frozen=True)
+class Term:
+    words: tuple[str, ...]  # one word, or a phrase
+    prefix: bool  # the last word is a prefix ("moder*")
+
+
+@dataclass(frozen=True)
+class Document:
+    subject: str
+    body: str
+    sender: str
+
+
+def fold(text: str) -> str:
+    """Lowercase without accents: "Réunion" → "reunion"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
+
+
+def index_words(text: str) -> str:
+    return " ".join(word for word in WORD.findall(fold(text)) if len(word) <= MAX_WORD)
+
+
+class _TextOfHTML(HTMLParser):
+    """The readable text of an HTML body: no tags, scripts, styles or quoted replies (blockquote)."""
+
+    SKIP = frozenset({"script", "style", "head", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        self.skipping += tag in self.SKIP
+        self.parts.append("\n")  # block or inline, a tag never glues the words on either side
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skipping -= tag in self.SKIP and self.skipping > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def body_text(text: str) -> str:
+    """What we index of a body: HTML-only mail without its tags; quoted lines dropped (a reply's quote
+    repeats its parent, indexed already, and would let every reply outrank the original)."""
+    if LOOKS_HTML.search(text):
+        parser = _TextOfHTML()
+        parser.feed(text)
+        parser.close()
+        text = "".join(parser.parts)
+    return QUOTED.sub("", text)
+
+
+def document(raw: bytes, parsed: ParsedPost | None = None) -> Document:
+    """What is indexed of a message; ``parsed`` when the caller has parsed ``raw`` already."""
+    parsed = parsed or parse_post(raw)
+    body = index_words(body_text(parsed.text))
+    return Document(index_words(parsed.subject), body, index_words(f"{parsed.sender} {parsed.sender_name}"))
+
+
+def parse_query(query: str) -> list[Term]:
+    """Words (all must match), "quoted phrases", ``word*`` prefixes. Only letters and digits are kept,
+    so no input reaches the database as syntax."""
+    terms: list[Term] = []
+    for match in QUERY_CHUNK.finditer(query[:1000]):
+        phrase, bare = match.group(1), match.group(2)
+        words = tuple(word[:MAX_WORD] for word in WORD.findall(fold(phrase if phrase is not None else bare)))
+        if words:
+            terms.append(Term(words, bare is not None and bare.endswith("*") and len(words[-1]) >= 2))
+    return list(dict.fromkeys(terms))[:MAX_TERMS]
+
+
+def highlight(text: str, terms: list[Term], window: int | None = None) -> Fragments:
+    """``text`` cut into fragments, the words the query matched flagged; with ``window``, only that
+    many words around the densest cluster of matches, ellipses marking the cuts."""
+    tokens = list(WORD.finditer(text))
+    if not tokens:
+        return []
+    where: dict[str, list[int]] = {}  # folded word → its positions
+    for index, token in enumerate(tokens):
+        word = token.group()
+        where.setdefault(word.lower() if word.isascii() else fold(word), []).append(index)
+    marked = _matches(where, terms, loose=False) or _matches(where, terms, loose=True)
+    start, end = 0, len(tokens)
+    if window is not None and len(tokens) > window:
+        start = _best_start(sorted(marked), window, len(tokens))
+        end = start + window
+    fragments: Fragments = [("… ", False)] if start > 0 else []
+    position = tokens[start].start()
+    for index in sorted(i for i in marked if start <= i < end):
+        fragments += [(text[position : tokens[index].start()], False), (tokens[index].group(), True)]
+        position = tokens[index].end()
+    fragments += [(text[position : tokens[end - 1].end()], False), (" …" if end < len(tokens) else "", False)]
+    # The mail's line breaks and indentation mean nothing in a one-line snippet.
+    return [(WHITESPACE.sub(" ", piece), flag) for piece, flag in fragments if piece]
+
+
+def _matches(where: dict[str, list[int]], terms: list[Term], loose: bool) -> set[int]:
+    """Positions of the words the terms matched. ``loose``, the fallback for what a stemmer matched on
+    PostgreSQL, takes any word that starts like the query's ("reunions" for "reunion")."""
+
+    def positions(word: str, prefix: bool) -> set[int]:
+        if loose and len(word) >= 4:
+            word, prefix = word[: max(3, len(word) - 2)], True
+        if not prefix:
+            return set(where.get(word, ()))
+        return {index for key, found in where.items() if key.startswith(word) for index in found}
+
+    marked: set[int] = set()
+    for term in terms:
+        last = len(term.words) - 1
+        each = [positions(word, term.prefix and i == last) for i, word in enumerate(term.words)]
+        for first in each[0]:
+            if all(first + i in found for i, found in enumerate(each)):
+                marked.update(range(first, first + len(each)))
+    return marked
+
+
+def _best_start(marked: list[int], window: int, count: int) -> int:
+    """The window holding the most matches, starting a third of a window before its first one."""
+    best, best_hits = 0, 0
+    for index in marked:
+        start = max(0, min(index - window // 3, count - window))
+        hits = bisect_left(marked, start + window) - bisect_left(marked, start)
+        if hits > best_hits:
+            best, best_hits = start, hits
+    return best

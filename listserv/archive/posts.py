@@ -1,0 +1,105 @@
+"""The archive: approved messages, raw bytes exactly as received, once per list and Message-ID.
+
+Threads are derived: a post's parent is the newest archived message it names (In-Reply-To, then
+References from the nearest), else — for clients that drop those headers — the latest post on the
+list with the same subject once reply markers and the list prefix are stripped, within
+``SUBJECT_THREAD_DAYS``. URLs are stable and keyed by Message-ID (the web archive serves them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listserv.archive import index
+from listserv.mail.message import Post as ParsedPost
+from listserv.mail.message import parse_post
+from listserv.outgoing.decorate import strip_prefix
+from listserv.store.models import Post, Received
+
+SUBJECT_THREAD_DAYS = 30
+
+
+def message_url(base_url: str, list_name: str, message_id: str) -> str:
+    """``https://…/lists/ta-en/message/abc%40example.org`` — what ``Archived-At`` points to."""
+    return f"{list_url(base_url, list_name)}message/{quote(message_id.strip('<>'), safe='@')}"
+
+
+def list_url(base_url: str, list_name: str) -> str:
+    return f"{base_url.rstrip('/')}/lists/{list_name}/"
+
+
+def subject_key(subject: str, prefix: str) -> str:
+    return " ".join(strip_prefix(subject, prefix).lower().split())[:300]
+
+
+def archive_message(
+    session: Session, received: Received | None, list_name: str, now: datetime, prefix: str = ""
+) -> Post | None:
+    """Archive ``received`` on ``list_name``; the existing row if it is archived there already."""
+    if received is None:
+        return None
+    return archive_raw(session, received.raw, received.message_id, list_name, now, prefix, received.id)
+
+
+def archive_raw(
+    session: Session,
+    raw: bytes,
+    message_id: str,
+    list_name: str,
+    now: datetime,
+    prefix: str = "",
+    received_id: int | None = None,
+    language: str | None = None,
+) -> Post:
+    """Archive bytes we composed ourselves (the weekly prompt) or received, and index them for search
+    (``language``, the list's, picks the stemmer; looked up when not given)."""
+    existing = session.scalars(
+        select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
+    ).first()
+    if existing is not None:
+        return existing
+    parsed = parse_post(raw)
+    post = Post(
+        list_name=list_name,
+        message_id=message_id,
+        received_id=received_id,
+        sender=parsed.sender,
+        subject=parsed.subject[:2000],
+        date=parsed.date,
+        raw=raw,
+        archived_at=now,
+        subject_key=subject_key(parsed.subject, prefix),
+    )
+    parent = find_parent(session, list_name, parsed, post.subject_key, now)
+    session.add(post)
+    session.flush()
+    post.parent_id = parent.id if parent else None
+    post.thread_id = (parent.thread_id or parent.id) if parent else post.id
+    language = index.list_language(session, list_name) if language is None else language
+    index.index_post(session, post, language, parsed)
+    return post
+
+
+def find_parent(session: Session, list_name: str, parsed: ParsedPost, key: str, now: datetime) -> Post | None:
+    named = [parsed.in_reply_to, *reversed(parsed.references)]
+    for message_id in dict.fromkeys(mid for mid in named if mid):
+        found = session.scalars(
+            select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
+        ).first()
+        if found is not None:
+            return found
+    if not named and key and parsed.subject.strip().lower() != key:  # a reply marker, but no headers
+        return session.scalars(
+            select(Post)
+            .where(
+                Post.list_name == list_name,
+                Post.subject_key == key,
+                Post.archived_at >= now - timedelta(days=SUBJECT_THREAD_DAYS),
+            )
+            .order_by(Post.id.desc())
+        ).first()
+    return None

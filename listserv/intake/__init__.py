@@ -1,0 +1,1 @@
+"""SMTP in, durably stored, one transaction per message, handed to its handler."""

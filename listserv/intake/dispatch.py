@@ -1,0 +1,140 @@
+"""What each routed message leads to (step 3 onwards of the message's path): posts and proposals go
+through the posting policy, moderators' replies decide, mail for the owner reaches the moderators.
+Runs inside the worker's transaction, so its effects commit with the ``processed`` mark."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+
+import dkim
+from sqlalchemy.orm import Session
+
+from listserv.config import Settings
+from listserv.mail.addresses import AddressBook, Kind
+from listserv.mail.message import Post
+from listserv.membership.bounces import Bounces
+from listserv.membership.requests import Requests
+from listserv.moderation.queue import Moderation
+from listserv.moderation.replies import ModeratorMail
+from listserv.moderation.rules import Reason, Submission, Verdict, evaluate, is_automatic, looks_like_loop
+from listserv.outgoing.outbox import enqueue
+from listserv.store.directory import sender_status
+from listserv.store.models import Received, Route
+
+log = logging.getLogger(__name__)
+DnsLookup = Callable[..., bytes | None]
+QUIET_DEFECTS = {"MissingDate"}  # common and harmless: not worth a moderator's attention
+
+
+def verify_dkim(raw: bytes, dns: DnsLookup | None = None) -> bool:
+    """dkimpy's verification; any error in an unreadable signature counts as a failure."""
+    try:
+        return bool(dkim.verify(raw, dnsfunc=dns, timeout=5) if dns else dkim.verify(raw, timeout=5))
+    except Exception:  # dkimpy raises its own errors for malformed signatures and DNS failures
+        return False
+
+
+class Handling:
+    def __init__(
+        self,
+        settings: Settings,
+        book: AddressBook,
+        moderation: Moderation,
+        replies: ModeratorMail,
+        bounces: Bounces,
+        requests: Requests,
+        dns: DnsLookup | None = None,
+    ) -> None:
+        self.bounces = bounces
+        self.requests = requests
+        self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
+        self.settings = settings
+        self.book = book
+        self.moderation = moderation
+        self.replies = replies
+
+    def __call__(self, session: Session, received: Received, post: Post, routes: list[Route]) -> None:
+        for route in routes:
+            if route.kind == Kind.POSTMASTER:
+                self._forward(session, received, post, None, list(self.settings.chief_moderators))
+                continue
+            if route.list_name not in self.settings.lists:
+                log.warning("%s to inactive list %s: kept, not handled", received.message_id, route.list_name)
+                continue
+            sub = self._submission(session, received, post, route.list_name)
+            if route.kind in (Kind.POST, Kind.PROPOSE):
+                self._submit(session, received, post, route, sub)
+            elif route.kind == Kind.MODERATE:
+                self.replies.handle(session, received, post, route, sub)
+            elif route.kind == Kind.OWNER:
+                self._forward(session, received, post, sub, self.moderation.moderators_of(route.list_name))
+            elif route.kind == Kind.BOUNCES:
+                self.bounces.handle(session, received, route)
+            elif route.kind == Kind.REQUEST:
+                self.requests.handle(session, received, post, route, sub)
+
+    def _submission(self, session: Session, received: Received, post: Post, list_name: str) -> Submission:
+        return Submission(
+            post=post,
+            mail_from=received.mail_from,
+            mailing_list=self.settings.lists[list_name],
+            sender=sender_status(session, post.sender, list_name, self.settings),
+            list_id=self.book.list_id(list_name),
+            loop_marker=self.book.loop_marker,
+            raw=received.raw,
+            verify_dkim=partial(verify_dkim, dns=self.dns),
+        )
+
+    def _submit(
+        self, session: Session, received: Received, post: Post, route: Route, sub: Submission
+    ) -> None:
+        outcome = evaluate(sub)
+        keys = ", ".join(reason.key for reason in outcome.reasons)
+        list_name = sub.mailing_list.name
+        if outcome.verdict is Verdict.DISCARD:
+            log.info("discarded %s to %s: %s", received.message_id, list_name, keys)
+            self.moderation.audit(session, list_name, None, "system", "system", "discard", keys, post.sender)
+        elif outcome.verdict is Verdict.REJECT:
+            log.info("rejected %s to %s: %s", received.message_id, list_name, keys)
+            self.moderation.audit(session, list_name, None, "system", "system", "reject", keys, post.sender)
+            self.moderation.notifier.send(
+                session,
+                "sender_not_member.txt",
+                list_name,
+                [post.sender],
+                {"subject": post.subject, "sender": post.sender},
+            )
+        elif outcome.verdict is Verdict.ACCEPT and route.kind == Kind.POST:
+            self.moderation.publisher.publish(session, received, list_name, self.moderation.notifier.clock())
+            self.moderation.audit(session, list_name, None, post.sender, "system", "approve", keys)
+        else:
+            self.moderation.hold(
+                session, received, post, route, self._hold_reasons(outcome.reasons, post, route)
+            )
+
+    def _hold_reasons(self, reasons: tuple[Reason, ...], post: Post, route: Route) -> list[Reason]:
+        shown = [r for r in reasons if not r.key.startswith(("preapproved", "moderation_off"))]
+        if route.kind == Kind.PROPOSE:
+            shown.insert(0, Reason("proposal", {"sender": post.sender}))
+        defects = [d for d in post.defects if d not in QUIET_DEFECTS]
+        if defects:
+            shown.append(Reason("defects", {"defects": ", ".join(defects)}))
+        return shown
+
+    def _forward(
+        self, session: Session, received: Received, post: Post, sub: Submission | None, to: list[str]
+    ) -> None:
+        """Mail for the owner (or postmaster) goes to people, unchanged; automatic mail does not."""
+        if sub is not None and (looks_like_loop(sub) or is_automatic(sub)):
+            log.info("automatic mail %s to the owner address dropped", received.message_id)
+            return
+        if to:
+            list_name = sub.mailing_list.name if sub else None
+            envelope = (
+                self.book.address_of(list_name, Kind.BOUNCES)
+                if list_name
+                else f"postmaster@{self.book.domain}"
+            )
+            enqueue(session, "owner_forward", envelope, to, received.raw, self.moderation.notifier.clock())

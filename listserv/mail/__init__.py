@@ -1,0 +1,1 @@
+"""Pure knowledge of mail: addresses, parsing, text decoding, templates. No database, no settings."""

@@ -1,0 +1,144 @@
+"""One Jinja2 environment for mail, with language fallback by search path: the wanted language, then
+English (after Mailman's ``i18n.search``). A fallback is logged so a missing translation gets noticed;
+it never crashes. Translators edit whole files under ``templates/mail/<lang>/``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from babel.dates import format_date, format_time
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+
+from listserv.moderation.reply_text import Action
+from listserv.moderation.rules import Reason
+
+log = logging.getLogger(__name__)
+FALLBACK = "en"
+ACTIONS: tuple[Action, ...] = ("approve", "reject", "discard")
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    body: str
+    language: str  # the language actually used (FALLBACK when the wanted one is missing)
+
+
+@dataclass(frozen=True)
+class CommandWords:
+    """The words shown in a notice for each action, in the notice's language."""
+
+    approve: str
+    reject: str
+    discard: str
+
+
+class MailTemplates:
+    def __init__(self, templates_dir: Path, timezone: str) -> None:
+        self.root = templates_dir / "mail"
+        self.timezone = ZoneInfo(timezone)
+        self.env = Environment(
+            loader=FileSystemLoader(self.root),
+            autoescape=select_autoescape(["html"]),  # .txt mail is plain text; .html fragments escape
+            undefined=StrictUndefined,  # a template asking for a missing variable is a bug: fail loudly
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, name: str, language: str, /, **context: Any) -> RenderedMail:
+        template, used = self._find(name, language)
+        text = template.render(**context)
+        head, _, body = text.partition("\n\n")
+        subjects = [line[8:].strip() for line in head.splitlines() if line.lower().startswith("subject:")]
+        subject = subjects[0] if subjects else ""
+        return RenderedMail(subject, body.lstrip("\n"), used)
+
+    def render_fragment(self, name: str, language: str, /, **context: Any) -> str:
+        """A template with no Subject line (the members' footer)."""
+        template, _ = self._find(name, language)
+        return template.render(**context)
+
+    def _find(self, name: str, language: str) -> tuple[Any, str]:
+        for candidate in dict.fromkeys((language, FALLBACK)):
+            try:
+                template = self.env.get_template(f"{candidate}/{name}")
+            except TemplateNotFound:
+                continue
+            if candidate != language:
+                log.warning("missing translation: mail/%s/%s; sent in %s instead", language, name, candidate)
+            return template, candidate
+        raise TemplateNotFound(f"{FALLBACK}/{name}")
+
+    def catalogue(self, language: str, name: str) -> dict[str, Any]:
+        """A YAML catalogue of ``mail/<language>/`` (commands, reasons, requests), English if missing."""
+        return self._catalogue(language, name)
+
+    def _catalogue(self, language: str, name: str) -> dict[str, Any]:
+        return _read_yaml(self.root / language / name) or (
+            _read_yaml(self.root / FALLBACK / name) if language != FALLBACK else {}
+        )
+
+    def words(self, language: str) -> CommandWords:
+        commands = self._catalogue(language, "commands.yaml")
+        fallback = self._catalogue(FALLBACK, "commands.yaml")
+        return CommandWords(*((commands.get(a) or fallback[a])[0] for a in ACTIONS))
+
+    def vocabulary(self, languages: list[str]) -> dict[str, Action]:
+        """Every command word of every language → its action (English words always work)."""
+        found: dict[str, Action] = {}
+        for language in dict.fromkeys([FALLBACK, *languages]):
+            for action, words in self._catalogue(language, "commands.yaml").items():
+                if action in ACTIONS:
+                    for word in words:
+                        found.setdefault(str(word).lower(), action)
+        return found
+
+    def standalone(self, languages: list[str]) -> set[str]:
+        """Casual words that decide only when alone on their line (see commands.yaml)."""
+        return {
+            str(word).lower()
+            for language in dict.fromkeys([FALLBACK, *languages])
+            for word in self._catalogue(language, "commands.yaml").get("standalone", [])
+        }
+
+    def reason(self, reason: Reason | dict[str, Any], language: str) -> str:
+        key, params = (
+            (reason.key, reason.params)
+            if isinstance(reason, Reason)
+            else (str(reason["key"]), dict(reason.get("params") or {}))
+        )
+        sentence = self._catalogue(language, "reasons.yaml").get(key)
+        if sentence is None:
+            sentence = self._catalogue(FALLBACK, "reasons.yaml").get(key, key)
+            log.warning("missing translation: reason %r in %s", key, language)
+        try:
+            return str(sentence).format(**params)
+        except (KeyError, IndexError, ValueError):
+            return str(sentence)
+
+    def date(self, moment: datetime, language: str) -> str:
+        """``23 novembre 2026, 09:00 (Europe/Zurich)``: the site's time, no seconds, zone named."""
+        local = moment.astimezone(self.timezone)
+        day = format_date(local, "long", locale=language)
+        return f"{day}, {format_time(local, 'short', locale=language)} ({self.timezone.key})"
+
+
+@cache
+def _read_yaml_cached(path: Path, mtime: float) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        return _read_yaml_cached(path, path.stat().st_mtime)
+    except OSError:
+        return {}

@@ -1,0 +1,1 @@
+"""What members ask by mail (-request) and what their servers report (-bounces)."""

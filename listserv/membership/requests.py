@@ -1,0 +1,227 @@
+"""Mail to ``<list>-request@``: help, subscribe, unsubscribe, digest, nomail/mail, language, whoami.
+
+Every answer goes to the sender in the list's language. The list is closed, so ``subscribe`` is held
+for the moderators exactly like a post (same reply codes, same ``decide()``); ``unsubscribe`` asks
+for a confirmation token, single-use and expiring, sent back by a plain reply. Settings take effect
+at once and are confirmed. Automatic mail is never answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from listserv.mail.addresses import Kind
+from listserv.mail.message import Post
+from listserv.membership.request_text import Request, read_requests, vocabulary_from
+from listserv.moderation.queue import Moderation
+from listserv.moderation.rules import Submission, is_automatic, looks_like_loop
+from listserv.outgoing.notices import request_words
+from listserv.store.directory import find_member
+from listserv.store.models import Confirmation, Member, Received, Route, Subscription
+
+log = logging.getLogger(__name__)
+CONFIRM_DAYS = 7
+MEMBERS_ONLY = {"unsubscribe", "digest", "nomail", "mail", "language", "whoami"}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+class Requests:
+    def __init__(self, moderation: Moderation) -> None:
+        self.moderation = moderation
+        self.notifier = moderation.notifier
+        self.settings = moderation.settings
+        templates = moderation.templates
+        languages = ["en", *self.settings.languages]
+        self.vocabulary, self.periods = vocabulary_from(
+            templates.catalogue(lang, "requests.yaml") for lang in languages
+        )
+
+    def handle(self, session: Session, received: Received, post: Post, route: Route, sub: Submission) -> None:
+        if looks_like_loop(sub) or is_automatic(sub):
+            log.info("automatic mail %s to %s-request: not answered", received.message_id, route.list_name)
+            return
+        address = post.sender
+        if not address:
+            return
+        reading = read_requests(received.raw, self.vocabulary, self.periods)
+        member = find_member(session, address)
+        for request in reading.requests:
+            self._one(session, received, post, route, member, request)
+        if reading.unknown:
+            self._problem(session, route.list_name or "", address, "unknown_command", list(reading.unknown))
+
+    def _one(
+        self,
+        session: Session,
+        received: Received,
+        post: Post,
+        route: Route,
+        member: Member | None,
+        request: Request,
+    ) -> None:
+        list_name = route.list_name or ""
+        subscription = _subscription_of(member, list_name)
+        if request.verb in MEMBERS_ONLY and subscription is None:
+            self._problem(session, list_name, post.sender, "not_member")
+            return
+        log.info("%s from %s to %s-request (%s)", request.verb, post.sender, list_name, received.message_id)
+        if request.verb == "help":
+            self._send(session, "member_help.txt", list_name, post.sender)
+        elif request.verb == "subscribe":
+            self._subscribe(session, received, post, route, subscription)
+        elif request.verb == "unsubscribe":
+            self._ask_confirmation(session, list_name, post.sender)
+        elif request.verb == "confirm":
+            self._confirm(session, list_name, post.sender, request.argument)
+        elif request.verb == "whoami":
+            self._whoami(session, list_name, member)
+        else:
+            self._change(session, list_name, member, subscription, request)
+
+    def _subscribe(
+        self,
+        session: Session,
+        received: Received,
+        post: Post,
+        route: Route,
+        subscription: Subscription | None,
+    ) -> None:
+        list_name = route.list_name or ""
+        if subscription is not None:
+            self._whoami(session, list_name, subscription.member)
+            return
+        self.moderation.hold(session, received, post, route, [])
+        self._send(session, "member_subscribe_pending.txt", list_name, post.sender, sender=post.sender)
+
+    def _ask_confirmation(self, session: Session, list_name: str, address: str) -> None:
+        token = secrets.token_urlsafe(18)
+        now = self.notifier.clock()
+        session.add(
+            Confirmation(
+                token_hash=token_hash(token),
+                list_name=list_name,
+                address=address.lower(),
+                action="unsubscribe",
+                created_at=now,
+                expires_at=now + timedelta(days=CONFIRM_DAYS),
+            )
+        )
+        language = self.settings.lists[list_name].language
+        request_address = self.notifier.book.address_of(list_name, Kind.REQUEST)
+        self._send(  # a plain reply must reach -request, not the owner address notices come from
+            session,
+            "member_unsubscribe_confirm.txt",
+            list_name,
+            address,
+            reply_to=request_address,
+            token=token,
+            confirm_address=request_address,
+            expires_at=self.moderation.templates.date(now + timedelta(days=CONFIRM_DAYS), language),
+        )
+
+    def _confirm(self, session: Session, list_name: str, address: str, token: str) -> None:
+        now = self.notifier.clock()
+        used = session.execute(  # single use, also when two confirmations race
+            update(Confirmation)
+            .where(
+                Confirmation.token_hash == token_hash(token),
+                Confirmation.list_name == list_name,
+                Confirmation.used_at.is_(None),
+                Confirmation.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(Confirmation.address)
+        ).scalar()
+        if used is None:
+            self._problem(session, list_name, address, "bad_token")
+            return
+        member = find_member(session, used)
+        subscription = _subscription_of(member, list_name)
+        if member is not None and subscription is not None:
+            member.subscriptions.remove(subscription)
+        self._send(session, "member_unsubscribed.txt", list_name, used)
+
+    def _change(
+        self,
+        session: Session,
+        list_name: str,
+        member: Member | None,
+        subscription: Subscription | None,
+        request: Request,
+    ) -> None:
+        assert member is not None and subscription is not None
+        setting, value = request.verb, request.argument
+        if setting == "digest":
+            subscription.delivery = "each" if value == "off" else "digest"
+            subscription.digest_period = value if value in ("daily", "weekly") else subscription.digest_period
+        elif setting == "nomail":
+            subscription.delivery = "none"
+        elif setting == "mail":  # also the way back after a bounce suspension
+            subscription.delivery = "each" if subscription.delivery == "none" else subscription.delivery
+            subscription.disabled_at, subscription.bounce_score, subscription.probe_sent_at = None, 0.0, None
+        elif value in self.settings.languages:
+            member.language = value
+        else:
+            self._problem(session, list_name, member.email, "bad_argument", [f"{setting} {value}"])
+            return
+        self._send(
+            session, "member_settings_changed.txt", list_name, member.email, setting=setting, value=value
+        )
+
+    def _whoami(self, session: Session, list_name: str, member: Member | None) -> None:
+        assert member is not None
+        self._send(
+            session,
+            "member_whoami.txt",
+            list_name,
+            member.email,
+            email=member.email,
+            name=member.name,
+            country=member.country,
+            language=member.language or "",
+            subscriptions=[
+                {
+                    "list_name": s.mailing_list.name,
+                    "delivery": s.delivery,
+                    "digest_period": s.digest_period,
+                    "disabled": s.disabled_at is not None,
+                }
+                for s in member.subscriptions
+            ],
+        )
+
+    def _problem(
+        self, session: Session, list_name: str, address: str, problem: str, lines: list[str] | None = None
+    ) -> None:
+        self._send(
+            session, "member_request_problem.txt", list_name, address, problem=problem, lines=lines or []
+        )
+
+    def _send(
+        self,
+        session: Session,
+        template: str,
+        list_name: str,
+        address: str,
+        reply_to: str | None = None,
+        **context: Any,
+    ) -> None:
+        language = self.settings.lists[list_name].language
+        words = request_words(self.moderation.templates, language)
+        self.notifier.send(session, template, list_name, [address], words | context, reply_to=reply_to)
+
+
+def _subscription_of(member: Member | None, list_name: str) -> Subscription | None:
+    if member is None:
+        return None
+    return next((s for s in member.subscriptions if s.mailing_list.name == list_name), None)

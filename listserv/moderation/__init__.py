@@ -1,0 +1,1 @@
+"""The gate: the posting policy, holds, reply codes, the one decide(), moderators' replies."""

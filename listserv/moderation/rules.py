@@ -1,0 +1,188 @@
+"""The posting policy: a table of small rules, read top to bottom (after Mailman's chains).
+
+Each rule looks at a ``Submission`` and returns a ``Reason`` (why it fired) or None. DISCARD, REJECT and
+ACCEPT end the walk at the first rule that fires; HOLD rules add their reason and the walk goes on, so a
+moderator sees every reason, and an authenticity failure keeps even a pre-approved sender held (ACCEPT is
+ignored once a HOLD reason is recorded). The last rule always holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import authres
+
+from listserv.config import MailingList
+from listserv.mail.message import Post
+
+AUTO_SUBJECT = re.compile(
+    r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|absence|réponse automatique"
+    r"|respuesta automática|abwesenheit|vacation)\b",
+    re.IGNORECASE,
+)
+DAEMON_SENDER = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|bounces?)[@+-]", re.IGNORECASE)
+
+
+class Verdict(StrEnum):
+    DISCARD = "discard"
+    REJECT = "reject"
+    HOLD = "hold"
+    ACCEPT = "accept"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A sentence for humans, kept as a catalogue key and its parameters so each reader gets it in
+    their own language (templates/mail/<lang>/reasons.yaml)."""
+
+    key: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """What the directory knows about the From address, relative to the list posted to."""
+
+    address: str
+    is_member: bool = False
+    is_staff: bool = False
+    is_moderator: bool = False
+    is_chief: bool = False
+
+
+@dataclass(frozen=True)
+class Submission:
+    post: Post
+    mail_from: str  # envelope sender; '' for bounces
+    mailing_list: MailingList
+    sender: Sender
+    list_id: str  # our List-Id value for this list, to recognise our own mail coming back
+    loop_marker: str  # our X-Loop value
+    raw: bytes = b""
+    verify_dkim: Callable[[bytes], bool] | None = None  # local DKIM check (dkimpy), when configured
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+
+
+Rule = Callable[[Submission], Reason | None]
+
+
+def looks_like_loop(sub: Submission) -> Reason | None:
+    list_id = sub.post.header("List-Id") or ""
+    if sub.list_id.lower() in list_id.lower() or sub.post.header("X-Loop") == sub.loop_marker:
+        return Reason("loop")
+    return None
+
+
+def is_automatic(sub: Submission) -> Reason | None:
+    """RFC 3834 Auto-Submitted, Precedence, vacation responders, bounces and daemons."""
+    headers = sub.post
+    auto_submitted = (headers.header("Auto-Submitted") or "no").split(";")[0].strip().lower()
+    precedence = (headers.header("Precedence") or "").strip().lower()
+    if auto_submitted != "no" or precedence in ("bulk", "junk", "list"):
+        return Reason("automatic")
+    if any(headers.header(name) for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response")):
+        return Reason("automatic")
+    if AUTO_SUBJECT.match(headers.subject) or not sub.mail_from:
+        return Reason("automatic")
+    if DAEMON_SENDER.match(sub.sender.address) or DAEMON_SENDER.match(sub.mail_from):
+        return Reason("automatic")
+    return None
+
+
+def sender_not_member(sub: Submission) -> Reason | None:
+    if sub.sender.is_member or sub.sender.is_moderator or sub.sender.is_chief:
+        return None
+    return Reason("not_member", {"sender": sub.sender.address or "?", "list_name": sub.mailing_list.name})
+
+
+def fails_authenticity(sub: Submission) -> Reason | None:
+    """DMARC or DKIM failure for the From domain, as reported by the MTA we trust (RFC 8601)."""
+    trusted = sub.mailing_list.moderation.trusted_authserv_id
+    domain = sub.sender.address.rpartition("@")[2].lower()
+    if trusted is None or not domain:
+        return None
+    for name, value in sub.post.headers:
+        if name.lower() != "authentication-results":
+            continue
+        for method, result, header_domain in _auth_results(value, trusted):
+            if method == "dmarc" and result == "fail" and header_domain in ("", domain):
+                return Reason("dmarc_failed", {"domain": domain, "authserv_id": trusted})
+            if method == "dkim" and result == "fail" and header_domain == domain:
+                return Reason("dkim_failed", {"domain": domain})
+    return None
+
+
+def _auth_results(value: str, trusted: str) -> list[tuple[str, str, str]]:
+    try:
+        parsed = authres.AuthenticationResultsHeader.parse_value(value)
+    except Exception:  # authres raises its own syntax errors; an unreadable header proves nothing
+        return []
+    if str(parsed.authserv_id).lower() != trusted.lower():
+        return []  # anyone can write this header; only our MTA's counts
+    found = []
+    for result in parsed.results:
+        domains = [p.value for p in result.properties or [] if p.name in ("d", "from")]
+        found.append((result.method, result.result, (domains[0] if domains else "").lower()))
+    return found
+
+
+def fails_local_dkim(sub: Submission) -> Reason | None:
+    """With ``moderation.verify_dkim``: a DKIM signature present but not verifiable here."""
+    if not sub.mailing_list.moderation.verify_dkim or sub.verify_dkim is None:
+        return None
+    if not any(name.lower() == "dkim-signature" for name, _ in sub.post.headers):
+        return None  # unsigned mail proves nothing either way; DMARC (above) judges the domain's policy
+    if sub.verify_dkim(sub.raw):
+        return None
+    return Reason("dkim_failed_local", {"domain": sub.sender.address.rpartition("@")[2].lower()})
+
+
+def is_preapproved(sub: Submission) -> Reason | None:
+    moderation = sub.mailing_list.moderation
+    if moderation.hold == "none":
+        return Reason("moderation_off")
+    if moderation.preapprove_moderators and (sub.sender.is_moderator or sub.sender.is_chief):
+        return Reason("preapproved_moderator")
+    if moderation.hold == "non_staff" and sub.sender.is_staff:
+        return Reason("preapproved_staff")
+    return None
+
+
+def always(sub: Submission) -> Reason | None:
+    if sub.mailing_list.moderation.hold == "non_staff":
+        return Reason("non_staff_held", {"sender": sub.sender.address})
+    return Reason("held_by_policy", {"list_name": sub.mailing_list.name})
+
+
+POLICY: tuple[tuple[Rule, Verdict], ...] = (
+    (looks_like_loop, Verdict.DISCARD),
+    (is_automatic, Verdict.DISCARD),
+    (sender_not_member, Verdict.REJECT),
+    (fails_authenticity, Verdict.HOLD),
+    (fails_local_dkim, Verdict.HOLD),
+    (is_preapproved, Verdict.ACCEPT),
+    (always, Verdict.HOLD),
+)
+
+
+def evaluate(sub: Submission, policy: tuple[tuple[Rule, Verdict], ...] = POLICY) -> Outcome:
+    held: list[Reason] = []
+    for rule, verdict in policy:
+        reason = rule(sub)
+        if reason is None:
+            continue
+        if verdict is Verdict.HOLD:
+            held.append(reason)
+        elif verdict is Verdict.ACCEPT and held:
+            continue
+        else:
+            return Outcome(verdict, (reason,))
+    return Outcome(Verdict.HOLD, tuple(held))

@@ -1,0 +1,1 @@
+"""Everything that leaves: the published copy, the fan-out, personal notices, the relay."""

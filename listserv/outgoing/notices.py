@@ -1,0 +1,123 @@
+"""Notices (to moderators, to senders): render in the list's language, compose, put in the outbox."""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage, MIMEPart
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from listserv.config import Settings
+from listserv.mail.addresses import AddressBook, Kind
+from listserv.mail.templates import MailTemplates
+from listserv.membership.request_text import first_words
+from listserv.outgoing.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(
+        self, settings: Settings, book: AddressBook, templates: MailTemplates, clock: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
+        self.book = book
+        self.templates = templates
+        self.clock = clock
+
+    def common(self, list_name: str) -> dict[str, Any]:
+        """What every template may use."""
+        return {
+            "site_name": self.settings.site.name,
+            "list_name": list_name,
+            "list_title": self.settings.lists[list_name].title,
+            "list_address": self.book.address_of(list_name),
+            "owner_address": self.book.address_of(list_name, Kind.OWNER),
+            "request_address": self.book.address_of(list_name, Kind.REQUEST),
+        }
+
+    def send(
+        self,
+        session: Session,
+        template: str,
+        list_name: str,
+        recipients: list[str],
+        context: dict[str, Any],
+        reply_to: str | None = None,
+        attach: bytes | None = None,
+        envelope: str | None = None,
+    ) -> None:
+        """One personal message per recipient, in the list's language."""
+        language = self.settings.lists[list_name].language
+        rendered = self.templates.render(template, language, **self.common(list_name), **context)
+        bounces = envelope or self.book.address_of(list_name, Kind.BOUNCES)
+        for recipient in recipients:
+            message = self._compose(list_name, recipient, rendered.subject, rendered.body)
+            if reply_to:
+                message["Reply-To"] = reply_to
+            if attach is not None:
+                attach_original(message, attach)
+            # Last: set_content and make_mixed move or drop Content-* headers set before them.
+            message["Content-Language"] = rendered.language
+            raw = message.as_bytes(policy=email.policy.SMTP)
+            enqueue(session, template.removesuffix(".txt"), bounces, [recipient], raw, self.clock())
+
+    def _compose(self, list_name: str, recipient: str, subject: str, body: str) -> EmailMessage:
+        message = EmailMessage()
+        owner = self.book.address_of(list_name, Kind.OWNER)
+        message["From"] = Address(self.settings.lists[list_name].title, addr_spec=owner)
+        message["To"] = recipient
+        message["Subject"] = subject
+        message["Date"] = format_datetime(self.clock())
+        message["Message-ID"] = make_msgid(domain=self.book.domain)
+        # RFC 3834: responders must not answer us, and our loop rule recognises our own mail.
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Loop"] = self.book.loop_marker
+        message.set_content(body, charset="utf-8")
+        return message
+
+
+def attach_original(message: EmailMessage, raw: bytes) -> None:
+    """Attach the held message as message/rfc822 — exactly its bytes, 8-bit and all."""
+    part = MIMEPart(policy=email.policy.SMTP)
+    part["Content-Type"] = "message/rfc822"
+    part["Content-Disposition"] = 'attachment; filename="original.eml"'
+    try:
+        part.set_payload([email.message_from_bytes(raw, policy=email.policy.compat32)])
+        part.as_bytes()  # can this be serialised? some malformed messages cannot
+    except Exception:
+        log.warning("original cannot be attached as message/rfc822; attaching it as a file")
+        part = MIMEPart(policy=email.policy.SMTP)
+        part.set_content(raw, maintype="application", subtype="octet-stream", filename="original.eml")
+    message.make_mixed()
+    message.attach(part)
+
+
+def request_words(templates: MailTemplates, language: str) -> dict[str, Any]:
+    """The -request command words a template shows, in ``language``."""
+    words, periods = first_words(templates.catalogue(language, "requests.yaml"))
+    return {"words": words, "periods": periods}
+
+
+def send_welcome(notifier: Notifier, session: Session, list_name: str, address: str, name: str) -> None:
+    """To a new member (imported, or a subscription approved): how the forum works, in its language."""
+    language = notifier.settings.lists[list_name].language
+    base = notifier.settings.site.base_url.rstrip("/")
+    notifier.send(
+        session,
+        "member_welcome.txt",
+        list_name,
+        [address],
+        {
+            "name": name,
+            "protocol_url": f"{base}/protocol/{language}",
+            "archive_url": f"{base}/lists/{list_name}/",
+            **request_words(notifier.templates, language),
+        },
+    )

@@ -1,0 +1,1 @@
+"""The database and what lives beside it: engine, ORM models, schema, members."""

@@ -1,0 +1,322 @@
+"""Tables (SQLAlchemy 2 typed ORM). Schema changes go through Alembic migrations in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from listserv.store.db import UTCDateTime, utc_now
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {datetime: UTCDateTime}
+
+
+class MailingList(Base):
+    __tablename__ = "mailing_list"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    room: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Member(Base):
+    __tablename__ = "member"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The address as written, with its domain lowercased; ``email_key`` is the case-blind identity.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    country: Mapped[str] = mapped_column(String(100), default="")
+    language: Mapped[str | None] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16), default="delegate")  # delegate | staff | guest
+    is_chief: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    protocol_accepted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="member", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscription"
+    __table_args__ = (UniqueConstraint("member_id", "list_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"), index=True)
+    delivery: Mapped[str] = mapped_column(String(8), default="each")  # each | digest | none
+    digest_period: Mapped[str] = mapped_column(String(8), default="daily")  # daily | weekly
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
+    last_bounce_at: Mapped[datetime | None]
+    probe_sent_at: Mapped[datetime | None]  # a VERP probe is out: its bounce disables delivery
+    disabled_at: Mapped[datetime | None]  # delivery suspended after bounces; `mail` re-enables
+    digest_format: Mapped[str] = mapped_column(String(8), default="mime")  # mime | plain (RFC 1153)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    member: Mapped[Member] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Moderator(Base):
+    """A member who moderates one list; synced from config.yaml by ``listserv init``."""
+
+    __tablename__ = "moderator"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Received(Base):
+    """A message exactly as acknowledged: committed before the SMTP 250, processed after."""
+
+    __tablename__ = "received"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    peer: Mapped[str] = mapped_column(String(100), default="")
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON)
+    message_id: Mapped[str] = mapped_column(String(998), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16), default="new", index=True)  # new | processed | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Route(Base):
+    """Where one received message goes for one recipient; unique per list, kind and Message-ID so that a
+    message sent twice is acknowledged twice but handled once."""
+
+    __tablename__ = "route"
+    __table_args__ = (UniqueConstraint("list_name", "kind", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_id: Mapped[int] = mapped_column(ForeignKey("received.id", ondelete="CASCADE"), index=True)
+    list_name: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(998))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Held(Base):
+    """A post or proposal awaiting a moderator; decided once, by the first moderator to act."""
+
+    __tablename__ = "held"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What is held: a received message (post, proposal, subscription request), or for a translation
+    # request, a topic awaiting this list's language.
+    route_id: Mapped[int | None] = mapped_column(ForeignKey("route.id", ondelete="CASCADE"), unique=True)
+    received_id: Mapped[int | None] = mapped_column(ForeignKey("received.id", ondelete="CASCADE"), index=True)
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id", ondelete="CASCADE"))
+    list_name: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="post")  # post|proposal|subscription|translation
+    message_id: Mapped[str] = mapped_column(String(998))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reasons: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)  # [{key, params}]
+    # Only a hash of the reply code is kept: a database leak must not let anyone decide.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_nonce: Mapped[str] = mapped_column(String(32))  # the code is HMAC(site secret, nonce)
+    expires_at: Mapped[datetime]
+    held_at: Mapped[datetime] = mapped_column(default=utc_now)
+    state: Mapped[str] = mapped_column(String(16), default="held", index=True)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    reminded_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+
+class Audit(Base):
+    """Every decision and every attempt at one, whatever its outcome."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    list_name: Mapped[str | None] = mapped_column(String(100), index=True)
+    held_id: Mapped[int | None] = mapped_column(ForeignKey("held.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(320))  # who: an address, or the operator's login
+    channel: Mapped[str] = mapped_column(String(8))  # email | web | cli | system
+    action: Mapped[str] = mapped_column(String(16))  # approve | reject | discard | remind | escalate
+    result: Mapped[str] = mapped_column(String(24))  # decided | already_decided | unknown_code | ...
+    detail: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(String(998))  # the reply that carried the attempt
+
+
+class Outbox(Base):
+    """A message to send, committed with the step that caused it; the sender retries until it is out."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    purpose: Mapped[str] = mapped_column(String(40))  # moderator_held, sender_rejected, ...
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(8), default="queued", index=True)  # queued | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Post(Base):
+    """An approved message in the archive: raw bytes exactly as received, once per list."""
+
+    __tablename__ = "post"
+    __table_args__ = (
+        UniqueConstraint("list_name", "message_id"),
+        # The archive pages (migration 0008): walks newest first, date ranges, a thread's figures.
+        Index("ix_post_list_archived", "list_name", "archived_at", "thread_id"),
+        Index("ix_post_list_thread_archived", "list_name", "thread_id", "archived_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(100), index=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    received_id: Mapped[int | None] = mapped_column(ForeignKey("received.id", ondelete="SET NULL"))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None]
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    archived_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # Derived (listserv reindex could rebuild them): the thread's first post, and the parent.
+    thread_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    subject_key: Mapped[str] = mapped_column(String(300), default="", index=True)  # threading fallback
+    # The copy members receive (decorated), composed once per post; deliveries reference it.
+    delivered_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Delivery(Base):
+    """One SMTP transaction's worth of an approved post: up to ``delivery.batch_size`` recipients.
+    Created with the approval; claimed (``sending``), sent, then ``sent`` — a crash re-sends at most
+    the batch in hand. Recipients a relay defers (4xx) move to a new row that waits its turn."""
+
+    __tablename__ = "delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What is sent: an archived post's decorated copy, or a digest.
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), index=True)
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sent_digest.id", ondelete="CASCADE"), index=True
+    )
+    list_name: Mapped[str] = mapped_column(String(100))
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(8), default="queued", index=True)  # queued|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Confirmation(Base):
+    """A single-use, expiring token a member must send back (unsubscribing). Only its hash is kept."""
+
+    __tablename__ = "confirmation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    list_name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(16))  # unsubscribe
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Topic(Base):
+    """A week's discussion topic for a room: a title and body per language."""
+
+    __tablename__ = "topic"
+    __table_args__ = (UniqueConstraint("room", "week"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room: Mapped[str] = mapped_column(String(64))
+    week: Mapped[str] = mapped_column(String(8))  # ISO week, "2026-W48"
+    titles: Mapped[dict[str, str]] = mapped_column(JSON)
+    bodies: Mapped[dict[str, str]] = mapped_column(JSON)
+    proposer: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    flagged_at: Mapped[datetime | None]  # moderators told of missing translations
+
+
+class SentPrompt(Base):
+    """Idempotence key of the weekly prompt: one per topic and list, ever."""
+
+    __tablename__ = "sent_prompt"
+
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topic.id", ondelete="CASCADE"), primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    sent_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class SentDigest(Base):
+    """One digest issue of a list (period, format, period key): built once, delivered to every member
+    in that mode. The unique key makes a rerun, a restart or a second process send nothing twice."""
+
+    __tablename__ = "sent_digest"
+    __table_args__ = (UniqueConstraint("list_name", "period", "format", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(8))  # daily | weekly
+    format: Mapped[str] = mapped_column(String(8))  # mime | plain
+    key: Mapped[str] = mapped_column(String(16))  # "2026-11-23" or "2026-W48"
+    covered_from: Mapped[datetime]
+    covered_until: Mapped[datetime]
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sent_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Lease(Base):
+    """Which serve process runs the scheduled jobs; renewed while it lives, taken over when expired."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
+
+
+class JobRun(Base):
+    """Idempotence key of a scheduled job that has no table of its own (weekly summary, skip notices)."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    done_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -1,0 +1,1 @@
+"""The weekly topic: topic files, weeks, the Monday prompt, the moderators' summary."""
