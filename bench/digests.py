@@ -264,13 +264,13 @@ def measure(config: Path) -> None:
 
     from digests import send_digests
     from listserv.config import load_settings
-    from listserv.forum import build_moderation
+    from listserv.forum import build_parts
     from listserv.store.db import make_engine
     from listserv.store.models import Delivery, SentDigest
 
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
-    publisher = build_moderation(settings).publisher
+    publisher = build_parts(settings).publisher
     before_mb = rss_mb(os.getpid())
     cpu, started = cpu_seconds(os.getpid()), time.perf_counter()
     with Session(engine) as session, session.begin():

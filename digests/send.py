@@ -43,7 +43,7 @@ from listserv.archive.posts import list_url, message_url
 from listserv.config import MailingList, Settings
 from listserv.mail.addresses import Kind
 from listserv.outgoing.decorate import decorate
-from listserv.outgoing.delivery import Publisher
+from listserv.outgoing.publish import Publisher
 from listserv.store.models import Delivery, Member, Post, SentDigest, Subscription, Topic
 from listserv.store.models import MailingList as ListRow
 

@@ -22,10 +22,12 @@ from listserv.admin.provision import initialise
 from listserv.admin.status import failures, status_counts
 from listserv.archive import index
 from listserv.config import ConfigError, Settings, config_path, load_settings
-from listserv.forum import Forum, build_moderation
-from listserv.moderation.queue import audit_trail, find_held, moderation_queue
-from listserv.outgoing.notices import Notifier, send_welcome
-from listserv.scheduler import TASKS, Jobs
+from listserv.forum import Forum, build_jobs, build_parts
+from listserv.membership.requests import Requests
+from listserv.moderation.audit import audit_trail
+from listserv.moderation.codes import find_held
+from listserv.moderation.queue import moderation_queue
+from listserv.scheduler import TASKS
 from listserv.store import directory, schema
 from listserv.store.db import make_engine, utc_now
 
@@ -185,10 +187,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
             file=sys.stderr,
         )
         return 1
-    notifier = build_moderation(settings).notifier
+    requests = build_parts(settings).requests
     with Session(engine) as session, session.begin():
         report = directory.apply_rows(session, rows)
-        welcome_new_members(notifier, session, [row for row in rows if row.email in report.added])
+        welcome_new_members(requests, session, [row for row in rows if row.email in report.added])
     print(
         f"imported {len(rows)} member(s): {len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.unchanged)} unchanged"
@@ -268,7 +270,7 @@ def cmd_queue(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
 
 
 def cmd_decide(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    moderation = build_moderation(settings)
+    moderation = build_parts(settings).moderation
     with Session(engine, expire_on_commit=False) as session, session.begin():
         held = find_held(session, args.held)
         if held is None:
@@ -309,7 +311,7 @@ def cmd_job(args: argparse.Namespace, settings: Settings, engine: Engine) -> int
     at = args.at.astimezone(UTC) if args.at and args.at.tzinfo else args.at
     if at is not None and at.tzinfo is None:
         raise CommandError("--at needs a time zone offset, e.g. 2026-11-23T09:00+01:00")
-    jobs = Jobs(engine, build_moderation(settings), lambda: at or utc_now(), lambda: None)
+    jobs = build_jobs(build_parts(settings, lambda: at or utc_now()), engine, lambda: None)
     done = jobs.run(args.job, at)
     print(f"{args.job}: {done} item(s) queued (serve sends them)")
     return 0
@@ -325,8 +327,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
     return 0
 
 
-def welcome_new_members(notifier: Notifier, session: Session, rows: list[directory.MemberRow]) -> None:
+def welcome_new_members(requests: Requests, session: Session, rows: list[directory.MemberRow]) -> None:
     """Queued for the serve process to send: one welcome per new member, in their first list's language."""
     for row in rows:
         if row.lists:
-            send_welcome(notifier, session, row.lists[0], row.email, row.name)
+            requests.send_welcome(session, row.lists[0], row.email, row.name)

@@ -234,6 +234,10 @@ class Settings(Strict):
     def room(self, name: str) -> Room:
         return next(room for room in self.rooms if room.name == name)
 
+    def moderators_of(self, list_name: str) -> list[str]:
+        """A list without moderators of its own is moderated by the chief moderators."""
+        return list(self.lists[list_name].moderators) or list(self.chief_moderators)
+
 
 def _deep_merge(base: Any, override: Any) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):

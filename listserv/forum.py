@@ -6,12 +6,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.intake.dispatch import DnsLookup, Handling
+from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
 from listserv.intake.ingress import IngressHandler, IngressServer
 from listserv.intake.spool import Spool
 from listserv.intake.worker import Worker
@@ -19,32 +21,114 @@ from listserv.mail.addresses import AddressBook
 from listserv.mail.templates import MailTemplates
 from listserv.membership.bounces import HARD, Bounces
 from listserv.membership.requests import Requests
-from listserv.moderation.queue import Moderation
+from listserv.moderation.proposals import Proposals
+from listserv.moderation.queue import ANY_KIND, Consequences, Moderation, tell_sender_rejected
+from listserv.moderation.reminders import Reminders
 from listserv.moderation.replies import ModeratorMail
-from listserv.outgoing.delivery import Deliverer, Publisher
+from listserv.outgoing.delivery import Deliverer
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import OutboxSender
+from listserv.outgoing.publish import Publisher
 from listserv.outgoing.transport import Transport
 from listserv.scheduler import Jobs, build_scheduler
 from listserv.store.db import utc_now
 from listserv.store.keys import load_or_create_secret
-from listserv.web.routes import build, build_site
+from listserv.store.models import Held, Received
+from listserv.web.app import Site
+from listserv.web.routes import build, build_pages
 from listserv.web.server import WebServer
+from listserv.weekly.prompts import Weekly
 
 log = logging.getLogger(__name__)
 
 
-def build_moderation(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Moderation:
-    """Moderation and everything it needs; shared by ``serve`` and the command line."""
+@dataclass(frozen=True)
+class Parts:
+    """The forum's services, each built once from one Settings; ``serve`` and the command line share them."""
+
+    settings: Settings
+    clock: Callable[[], datetime]
+    book: AddressBook
+    templates: MailTemplates
+    secret: bytes
+    notifier: Notifier
+    publisher: Publisher
+    moderation: Moderation
+    proposals: Proposals
+    requests: Requests
+    reminders: Reminders
+    weekly: Weekly
+
+
+def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Parts:
     book = AddressBook(settings.site.domain, settings.lists)
     templates = MailTemplates(settings.site.templates_dir, settings.site.timezone)
     secret = load_or_create_secret(settings.site.data_dir / "secret")
+    notifier = Notifier(settings, book, templates, clock)
     publisher = Publisher(settings, book, templates)
-    return Moderation(Notifier(settings, book, templates, clock), secret, publisher)
+    consequences: dict[tuple[str, str], Callable[[Session, Held, str], None]] = {}
+    moderation = Moderation(settings, notifier, book, templates, secret, clock, consequences)
+    proposals = Proposals(settings, notifier, book, secret, clock)
+    requests = Requests(settings, moderation, notifier, book, templates, clock)
+    consequences.update(decision_consequences(publisher, proposals, requests, notifier, clock))
+    return Parts(
+        settings,
+        clock,
+        book,
+        templates,
+        secret,
+        notifier,
+        publisher,
+        moderation,
+        proposals,
+        requests,
+        Reminders(settings, moderation, notifier, templates, secret, clock),
+        Weekly(settings, notifier, book, templates, publisher),
+    )
+
+
+def decision_consequences(
+    publisher: Publisher,
+    proposals: Proposals,
+    requests: Requests,
+    notifier: Notifier,
+    clock: Callable[[], datetime],
+) -> Consequences:
+    """What a won decision leads to, by (action, kind of held item); discarding leads to nothing."""
+
+    def publish(session: Session, held: Held, reason: str) -> None:
+        publisher.publish(session, session.get(Received, held.received_id), held.list_name, clock())
+
+    return {
+        ("approve", "post"): publish,
+        ("approve", "proposal"): proposals.accept,
+        ("approve", "subscription"): requests.welcome,
+        ("reject", "subscription"): requests.refuse,
+        ("reject", ANY_KIND): tell_sender_rejected(notifier),
+    }
+
+
+def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:
+    return Site(
+        parts.settings,
+        engine,
+        parts.moderation,
+        parts.proposals,
+        parts.notifier,
+        parts.templates,
+        parts.clock,
+        build_pages(parts.settings),
+        parts.secret,
+        wake_senders=wake_senders,
+    )
+
+
+def build_jobs(parts: Parts, engine: Engine, after: Callable[[], None]) -> Jobs:
+    return Jobs(engine, parts.settings, parts.weekly, parts.reminders, parts.publisher, parts.clock, after)
 
 
 class Forum:
-    """Everything ``listserv serve`` runs: SMTP ingress, spool writer, worker, outbox sender."""
+    """Everything ``listserv serve`` runs: SMTP ingress, spool writer, worker, senders, scheduler, web."""
 
     def __init__(
         self,
@@ -54,14 +138,12 @@ class Forum:
         dns: DnsLookup | None = None,
     ) -> None:
         self.settings = settings
-        self.moderation = build_moderation(settings, clock)
-        self.book = self.moderation.notifier.book
-        replies = ModeratorMail(self.moderation)
+        parts = build_parts(settings, clock)
+        self.parts = parts
+        self.book = parts.book
         transport = Transport(settings.delivery.relay, settings.site.data_dir / "outbox")
         self.outbox = OutboxSender(engine, settings.delivery, transport, clock)
-        self.bounces = Bounces(
-            self.moderation.notifier, self.moderation.secret, self.moderation.moderators_of
-        )
+        self.bounces = Bounces(settings, parts.notifier, parts.book, parts.secret, clock)
         self.deliverer = Deliverer(
             engine,
             settings,
@@ -71,12 +153,23 @@ class Forum:
                 session, list_name, address, HARD, clock()
             ),
         )
+        replies = ModeratorMail(
+            settings, parts.moderation, parts.proposals, parts.notifier, parts.templates, clock
+        )
+        dispatch = Dispatch(
+            settings,
+            parts.book,
+            parts.moderation,
+            parts.publisher,
+            parts.notifier,
+            Handlers(replies, parts.requests, self.bounces),
+            clock,
+            dns,
+        )
         self.worker = Worker(
             engine,
             self.book,
-            Handling(
-                settings, self.book, self.moderation, replies, self.bounces, Requests(self.moderation), dns
-            ),
+            dispatch,
             after=self._wake_senders,
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )
@@ -86,13 +179,10 @@ class Forum:
             hostname=settings.smtp.hostname or settings.site.domain,
             max_message_bytes=settings.smtp.max_message_bytes,
         )
-        self.jobs = Jobs(engine, self.moderation, clock, self._wake_senders)
+        self.jobs = build_jobs(parts, engine, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
-        self.web = WebServer(
-            build(build_site(settings, engine, self.moderation, clock, self._wake_senders)),
-            settings.web.host,
-            settings.web.port,
-        )
+        site = build_site(parts, engine, self._wake_senders)
+        self.web = WebServer(build(site), settings.web.host, settings.web.port)
         self.smtp_port: int | None = None
         self.web_port: int | None = None
 

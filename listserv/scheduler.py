@@ -25,10 +25,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digests import send_digests
-from listserv.moderation.queue import Moderation
+from listserv.config import Settings
+from listserv.moderation.reminders import Reminders
+from listserv.outgoing.publish import Publisher
 from listserv.store.models import Lease
+from listserv.weekly.calendar import iso_week, prompt_time
 from listserv.weekly.prompts import Weekly
-from listserv.weekly.topics import prompt_time
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 150  # > 2 ticks: a living holder always renews in time
@@ -56,12 +58,20 @@ def acquire_lease(session: Session, holder: str, now: datetime, name: str = "sch
 
 class Jobs:
     def __init__(
-        self, engine: Engine, moderation: Moderation, clock: Callable[[], datetime], after: Callable[[], None]
+        self,
+        engine: Engine,
+        settings: Settings,
+        weekly: Weekly,
+        reminders: Reminders,
+        publisher: Publisher,
+        clock: Callable[[], datetime],
+        after: Callable[[], None],
     ) -> None:
         self.engine = engine
-        self.moderation = moderation
-        self.settings = moderation.settings
-        self.weekly = Weekly(moderation, moderation.publisher)
+        self.settings = settings
+        self.weekly = weekly
+        self.reminders = reminders
+        self.publisher = publisher
         self.clock = clock
         self.after = after  # wake the senders: a task may have queued mail
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
@@ -94,14 +104,14 @@ class Jobs:
         sent = 0
         daily_hour, daily_minute = map(int, schedule.daily.split(":"))
         if (local.hour, local.minute) >= (daily_hour, daily_minute):
-            sent += send_digests(session, self.settings, self.moderation.publisher, "daily", now)
-        week = f"{local.isocalendar().year}-W{local.isocalendar().week:02d}"
+            sent += send_digests(session, self.settings, self.publisher, "daily", now)
+        week = iso_week(now, timezone)
         if now >= prompt_time(week, schedule.weekly.day, schedule.weekly.time, timezone):
-            sent += send_digests(session, self.settings, self.moderation.publisher, "weekly", now)
+            sent += send_digests(session, self.settings, self.publisher, "weekly", now)
         return sent
 
     def _reminders(self, session: Session, now: datetime) -> int:
-        return self.moderation.send_reminders(session)
+        return self.reminders.send_reminders(session)
 
     def _summary(self, session: Session, now: datetime) -> int:
         return self.weekly.send_summaries(session, now)

@@ -32,12 +32,12 @@ from starlette.testclient import TestClient
 
 from listserv.admin.provision import initialise
 from listserv.config import Settings, parse_settings
-from listserv.forum import Forum, build_moderation
+from listserv.forum import Forum, build_parts, build_site
 from listserv.store import directory
 from listserv.store.db import make_engine, utc_now
 from listserv.store.directory import apply_rows, check_row
 from listserv.store.models import Received
-from listserv.web.routes import build, build_site
+from listserv.web.routes import build
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -381,7 +381,7 @@ class WebClient:
     """Starlette's TestClient on the real app (real database, real templates), signed in or not."""
 
     def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
-        site = build_site(settings, engine, build_moderation(settings, clock), clock)
+        site = build_site(build_parts(settings, clock), engine)
         self.site = site
         self.app = build(site)
         # A Secure cookie only comes back over https: speak the scheme the site is configured with.

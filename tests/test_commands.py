@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from listserv.config import SHIPPED_TEMPLATES
-from listserv.mail.templates import CommandWords, MailTemplates
+from listserv.mail.templates import MailTemplates
 from listserv.membership.request_text import (
     PERIODS,
     VERBS,
@@ -23,6 +23,9 @@ from listserv.membership.request_text import (
     vocabulary_from,
 )
 from listserv.moderation.reply_text import own_lines
+from listserv.moderation.vocabulary import (
+    CommandWords,
+)
 
 LANGUAGES = ("en", "fr", "es")
 CATALOGUES = {

@@ -170,9 +170,9 @@ def _attempts(engine: Engine) -> int:
 
 def test_decorated_copies_parse_for_every_hard_message(relayed_settings, relayed_engine: Engine) -> None:  # type: ignore[no-untyped-def]
     """Decoration of the corpus through the real Publisher: never raises, always a List-Id."""
-    from listserv.forum import build_moderation
+    from listserv.forum import build_parts
 
-    publisher = build_moderation(relayed_settings).publisher
+    publisher = build_parts(relayed_settings).publisher
     mailing_list = relayed_settings.lists["ta-en"]
     for path in sorted((Path(__file__).parent / "messages").glob("*.eml")):
         post = Post(list_name="ta-en", message_id=f"<{path.stem}@x>", raw=path.read_bytes())

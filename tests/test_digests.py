@@ -27,10 +27,10 @@ import digests.send
 from digests import DigestIssue, DigestPost, build_mime_digest, build_plain_digest, send_digests
 from digests.issue import html_to_text, period_key, read_message
 from listserv.config import Settings
-from listserv.forum import build_moderation
+from listserv.forum import build_parts
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.decorate import CRLF, LINE_END, read_content, split_entity, split_parts
-from listserv.outgoing.delivery import Publisher
+from listserv.outgoing.publish import Publisher
 from listserv.store.db import utc_now
 from listserv.store.models import Delivery, Held, Member, Post, SentDigest, Subscription, Topic
 from listserv.store.models import MailingList as ListRow
@@ -327,7 +327,7 @@ def archive(
 
 @pytest.fixture
 def publisher(settings: Settings) -> Publisher:
-    return build_moderation(settings).publisher
+    return build_parts(settings).publisher
 
 
 @pytest.fixture
@@ -467,7 +467,7 @@ def test_recipients_go_in_batches_from_the_bounces_address(
     addresses = [f"member{n}@example.org" for n in range(5)]
     set_modes(engine, settings, {a: ("ta-es", "digest", "daily", "plain") for a in addresses})
     archive(engine, "ta-es", "hola", NOW - timedelta(hours=1))
-    assert run(engine, settings, build_moderation(settings).publisher, "daily") == 1
+    assert run(engine, settings, build_parts(settings).publisher, "daily") == 1
     digest_id = issues(engine)[("ta-es", "daily", "plain", "2026-11-23")].id
     with Session(engine) as session:
         rows = session.scalars(select(Delivery).order_by(Delivery.id)).all()
@@ -547,9 +547,7 @@ def test_a_digest_reaches_its_member_and_a_reply_to_a_part_threads(
     set_modes(relayed_engine, relayed_settings, {reader: ("ta-en", "digest", "daily", "mime")})
     root = archive(relayed_engine, "ta-en", "root", clock.now - timedelta(hours=2), subject="Budget workshop")
     with Session(relayed_engine) as session, session.begin():
-        assert (
-            send_digests(session, relayed_settings, live.forum.moderation.publisher, "daily", clock.now) == 1
-        )
+        assert send_digests(session, relayed_settings, live.forum.parts.publisher, "daily", clock.now) == 1
     live.forum.deliverer.background.wake()
     [digest] = sink.wait_to(reader, list_copies=True)
     assert digest["Subject"] == "[TA-EN] Technical Assistance — digest, Vol 2026, Issue 1"
@@ -576,7 +574,8 @@ def test_a_digest_reaches_its_member_and_a_reply_to_a_part_threads(
     wait_for(lambda: len(held()) == 1, what="the reply to be held")
     with Session(relayed_engine) as session, session.begin():
         pending = session.get(Held, held()[0].id)
-        assert live.forum.moderation.decide(session, pending, "approve", MOD_EN, "cli").result == "decided"
+        decision = live.forum.parts.moderation.decide(session, pending, "approve", MOD_EN, "cli")
+        assert decision.result == "decided"
 
     def thread_of(message_id: str) -> tuple[int | None, int | None] | None:
         with Session(relayed_engine) as session:
@@ -598,7 +597,7 @@ def test_a_digest_recipient_the_relay_defers_gets_it_later(
     readers = ["first@example.org", "busy@example.org"]
     set_modes(relayed_engine, relayed_settings, {a: ("ta-en", "digest", "daily", "mime") for a in readers})
     archive(relayed_engine, "ta-en", "root", clock.now - timedelta(hours=2))
-    publisher = build_moderation(relayed_settings).publisher
+    publisher = build_parts(relayed_settings).publisher
     with Session(relayed_engine) as session, session.begin():
         send_digests(session, relayed_settings, publisher, "daily", clock.now)
     sink.refuse["busy@example.org"] = "450 4.2.1 Mailbox busy"

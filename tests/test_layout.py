@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("listserv.archive",),
     ("listserv.store",),
     ("listserv.config",),
-    ("listserv.mail", "listserv.background"),
+    ("listserv.mail", "listserv.background", "listserv"),  # ``listserv``: the package's own __init__
 )
 LAYER_OF = {entry: depth for depth, entries in enumerate(LAYERS) for entry in entries}
 
@@ -44,8 +44,8 @@ class Import:
     line: int
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -54,7 +54,7 @@ def modules(root: Path = ROOT) -> dict[str, Path]:
     for package in PACKAGES:
         for path in (root / package).rglob("*.py"):
             if "migrations" not in path.parts:  # Alembic's scripts: loaded by Alembic, not imported
-                found[module_name(path)] = path
+                found[module_name(path, root)] = path
     return found
 
 

@@ -320,7 +320,7 @@ def test_reminder_then_escalation_with_the_same_code(
 
 def run_reminders(live: RunningForum, engine: Engine) -> None:
     with Session(engine) as session, session.begin():
-        live.forum.moderation.send_reminders(session)
+        live.forum.parts.reminders.send_reminders(session)
     live.forum.outbox.background.wake()
     live_outbox_settles(engine)
 
@@ -339,7 +339,7 @@ def test_two_moderators_at_once_yield_one_decision(
     live: RunningForum, sink: Sink, relayed_engine: Engine
 ) -> None:
     hold_one(live, sink)
-    moderation = live.forum.moderation
+    moderation = live.forum.parts.moderation
     barrier = threading.Barrier(2)
     results: list[str] = []
 

@@ -10,7 +10,14 @@ from types import SimpleNamespace
 import pytest
 
 from listserv.config import SHIPPED_TEMPLATES
-from listserv.mail.templates import CommandWords, MailTemplates
+from listserv.mail.templates import MailTemplates
+from listserv.moderation.vocabulary import (
+    CommandWords,
+    command_words,
+    reason_text,
+    standalone_words,
+    vocabulary,
+)
 
 COMMON = {
     "site_name": "Forum",
@@ -87,18 +94,18 @@ def test_a_missing_language_falls_back_to_english_and_says_so(caplog: pytest.Log
     assert rendered.language == "en"
     assert "awaiting" in rendered.subject.lower() or "moderation" in rendered.subject.lower()
     assert "missing translation: mail/ar/sender_held.txt" in caplog.text
-    assert TEMPLATES.words("ar") == CommandWords("approve", "reject", "discard")
-    assert TEMPLATES.reason({"key": "not_member", "params": {"sender": "x", "list_name": "ta-ar"}}, "ar") == (
-        "x is not a member of ta-ar."
-    )
+    assert command_words(TEMPLATES, "ar") == CommandWords("approve", "reject", "discard")
+    assert reason_text(
+        TEMPLATES, {"key": "not_member", "params": {"sender": "x", "list_name": "ta-ar"}}, "ar"
+    ) == ("x is not a member of ta-ar.")
 
 
 def test_vocabulary_spans_languages_and_english_always_works() -> None:
-    words = TEMPLATES.vocabulary(["fr", "es"])
+    words = vocabulary(TEMPLATES, ["fr", "es"])
     assert words["approve"] == words["approuver"] == words["aprobar"] == "approve"
     assert words["rejeter"] == words["rechazar"] == "reject"
     assert words["ignorer"] == words["descartar"] == "discard"
-    assert {"ok", "oui", "sí"} <= TEMPLATES.standalone(["fr", "es"])
+    assert {"ok", "oui", "sí"} <= standalone_words(TEMPLATES, ["fr", "es"])
 
 
 def test_dates_are_in_the_readers_language_and_the_site_zone() -> None:

@@ -18,26 +18,24 @@ from listserv.mail.templates import MailTemplates
 from listserv.outgoing.decorate import decorate
 from listserv.store.models import Held, Member, Post, Received, Route, Subscription, Topic
 from listserv.store.models import MailingList as ListRow
-from listserv.weekly.topics import (
+from listserv.weekly.calendar import iso_week, parse_week, prompt_time, week_after, week_start
+from listserv.weekly.prompt_mail import (
     SISTERS_HEADER,
     TOPIC_HEADER,
+    compose_prompt,
+    prompt_message_id,
+    prompt_sender,
+)
+from listserv.weekly.summary import weekly_summary
+from listserv.weekly.topics import (
     TopicError,
     TopicSpec,
     add_topic,
-    compose_prompt,
-    iso_week,
     language_name,
     missing_languages,
     next_free_week,
-    parse_week,
-    prompt_message_id,
-    prompt_sender,
-    prompt_time,
     read_topic,
     text_for,
-    week_after,
-    week_start,
-    weekly_summary,
 )
 from tests.conftest import add_members, shipped_config
 from tests.test_decorate import LIST

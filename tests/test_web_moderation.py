@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.mail.addresses import Kind
 from listserv.mail.message import parse_post
+from listserv.moderation.audit import AuditEntry
 from listserv.moderation.queue import Moderation
 from listserv.moderation.rules import Reason
 from listserv.store.models import Audit, Held, Outbox, Post, Received, Route, Topic
@@ -288,7 +289,7 @@ def test_audit_pages_go_back_in_time(web: WebClient, engine: Engine) -> None:
     moderation = web.site.moderation
     with Session(engine) as session, session.begin():
         for number in range(205):
-            moderation.audit(session, "ta-en", None, "system", "system", "remind", "sent", f"n{number}")
+            moderation.audit(session, AuditEntry("remind", "sent", "ta-en", detail=f"n{number}"))
     web.sign_in(MOD_EN)
     first = web.get("/moderation/ta-en/audit").text
     assert "n204<" in first and "n5<" in first and "n4<" not in first

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
+from typing import NamedTuple
 
 import dkim
 from sqlalchemy.orm import Session
@@ -16,10 +18,13 @@ from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import Post
 from listserv.membership.bounces import Bounces
 from listserv.membership.requests import Requests
+from listserv.moderation.audit import AuditEntry
 from listserv.moderation.queue import Moderation
 from listserv.moderation.replies import ModeratorMail
 from listserv.moderation.rules import Reason, Submission, Verdict, evaluate, is_automatic, looks_like_loop
+from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import enqueue
+from listserv.outgoing.publish import Publisher
 from listserv.store.directory import sender_status
 from listserv.store.models import Received, Route
 
@@ -36,24 +41,34 @@ def verify_dkim(raw: bytes, dns: DnsLookup | None = None) -> bool:
         return False
 
 
-class Handling:
+class Handlers(NamedTuple):
+    """The handlers of the addresses that are not posts, each owned by its own package."""
+
+    replies: ModeratorMail
+    requests: Requests
+    bounces: Bounces
+
+
+class Dispatch:
     def __init__(
         self,
         settings: Settings,
         book: AddressBook,
         moderation: Moderation,
-        replies: ModeratorMail,
-        bounces: Bounces,
-        requests: Requests,
+        publisher: Publisher,
+        notifier: Notifier,
+        handlers: Handlers,
+        clock: Callable[[], datetime],
         dns: DnsLookup | None = None,
     ) -> None:
-        self.bounces = bounces
-        self.requests = requests
-        self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
         self.settings = settings
         self.book = book
         self.moderation = moderation
-        self.replies = replies
+        self.publisher = publisher
+        self.notifier = notifier
+        self.handlers = handlers
+        self.clock = clock
+        self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
 
     def __call__(self, session: Session, received: Received, post: Post, routes: list[Route]) -> None:
         for route in routes:
@@ -66,14 +81,14 @@ class Handling:
             sub = self._submission(session, received, post, route.list_name)
             if route.kind in (Kind.POST, Kind.PROPOSE):
                 self._submit(session, received, post, route, sub)
-            elif route.kind == Kind.MODERATE:
-                self.replies.handle(session, received, post, route, sub)
             elif route.kind == Kind.OWNER:
-                self._forward(session, received, post, sub, self.moderation.moderators_of(route.list_name))
+                self._forward(session, received, post, sub, self.settings.moderators_of(route.list_name))
             elif route.kind == Kind.BOUNCES:
-                self.bounces.handle(session, received, route)
+                self.handlers.bounces.handle(session, received, route)
+            elif route.kind == Kind.MODERATE:
+                self.handlers.replies.handle(session, received, post, route, sub)
             elif route.kind == Kind.REQUEST:
-                self.requests.handle(session, received, post, route, sub)
+                self.handlers.requests.handle(session, received, post, route, sub)
 
     def _submission(self, session: Session, received: Received, post: Post, list_name: str) -> Submission:
         return Submission(
@@ -95,11 +110,11 @@ class Handling:
         list_name = sub.mailing_list.name
         if outcome.verdict is Verdict.DISCARD:
             log.info("discarded %s to %s: %s", received.message_id, list_name, keys)
-            self.moderation.audit(session, list_name, None, "system", "system", "discard", keys, post.sender)
+            self.moderation.audit(session, self._verdict("discard", keys, list_name, received, post))
         elif outcome.verdict is Verdict.REJECT:
             log.info("rejected %s to %s: %s", received.message_id, list_name, keys)
-            self.moderation.audit(session, list_name, None, "system", "system", "reject", keys, post.sender)
-            self.moderation.notifier.send(
+            self.moderation.audit(session, self._verdict("reject", keys, list_name, received, post))
+            self.notifier.send(
                 session,
                 "sender_not_member.txt",
                 list_name,
@@ -107,12 +122,19 @@ class Handling:
                 {"subject": post.subject, "sender": post.sender},
             )
         elif outcome.verdict is Verdict.ACCEPT and route.kind == Kind.POST:
-            self.moderation.publisher.publish(session, received, list_name, self.moderation.notifier.clock())
-            self.moderation.audit(session, list_name, None, post.sender, "system", "approve", keys)
+            self.publisher.publish(session, received, list_name, self.clock())
+            self.moderation.audit(
+                session, AuditEntry("approve", keys, list_name, post.sender, message_id=received.message_id)
+            )
         else:
             self.moderation.hold(
                 session, received, post, route, self._hold_reasons(outcome.reasons, post, route)
             )
+
+    @staticmethod
+    def _verdict(action: str, keys: str, list_name: str, received: Received, post: Post) -> AuditEntry:
+        """The posting policy's own verdict: the rules that decided it are its result."""
+        return AuditEntry(action, keys, list_name, detail=post.sender, message_id=received.message_id)
 
     def _hold_reasons(self, reasons: tuple[Reason, ...], post: Post, route: Route) -> list[Reason]:
         shown = [r for r in reasons if not r.key.startswith(("preapproved", "moderation_off"))]
@@ -137,4 +159,4 @@ class Handling:
                 if list_name
                 else f"postmaster@{self.book.domain}"
             )
-            enqueue(session, "owner_forward", envelope, to, received.raw, self.moderation.notifier.clock())
+            enqueue(session, "owner_forward", envelope, to, received.raw, self.clock())

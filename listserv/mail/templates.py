@@ -16,12 +16,8 @@ import yaml
 from babel.dates import format_date, format_time
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
-from listserv.moderation.reply_text import Action
-from listserv.moderation.rules import Reason
-
 log = logging.getLogger(__name__)
 FALLBACK = "en"
-ACTIONS: tuple[Action, ...] = ("approve", "reject", "discard")
 
 
 @dataclass(frozen=True)
@@ -29,15 +25,6 @@ class RenderedMail:
     subject: str
     body: str
     language: str  # the language actually used (FALLBACK when the wanted one is missing)
-
-
-@dataclass(frozen=True)
-class CommandWords:
-    """The words shown in a notice for each action, in the notice's language."""
-
-    approve: str
-    reject: str
-    discard: str
 
 
 class MailTemplates:
@@ -79,50 +66,9 @@ class MailTemplates:
 
     def catalogue(self, language: str, name: str) -> dict[str, Any]:
         """A YAML catalogue of ``mail/<language>/`` (commands, reasons, requests), English if missing."""
-        return self._catalogue(language, name)
-
-    def _catalogue(self, language: str, name: str) -> dict[str, Any]:
         return _read_yaml(self.root / language / name) or (
             _read_yaml(self.root / FALLBACK / name) if language != FALLBACK else {}
         )
-
-    def words(self, language: str) -> CommandWords:
-        commands = self._catalogue(language, "commands.yaml")
-        fallback = self._catalogue(FALLBACK, "commands.yaml")
-        return CommandWords(*((commands.get(a) or fallback[a])[0] for a in ACTIONS))
-
-    def vocabulary(self, languages: list[str]) -> dict[str, Action]:
-        """Every command word of every language → its action (English words always work)."""
-        found: dict[str, Action] = {}
-        for language in dict.fromkeys([FALLBACK, *languages]):
-            for action, words in self._catalogue(language, "commands.yaml").items():
-                if action in ACTIONS:
-                    for word in words:
-                        found.setdefault(str(word).lower(), action)
-        return found
-
-    def standalone(self, languages: list[str]) -> set[str]:
-        """Casual words that decide only when alone on their line (see commands.yaml)."""
-        return {
-            str(word).lower()
-            for language in dict.fromkeys([FALLBACK, *languages])
-            for word in self._catalogue(language, "commands.yaml").get("standalone", [])
-        }
-
-    def reason(self, reason: Reason | dict[str, Any], language: str) -> str:
-        key, params = (
-            (reason.key, reason.params)
-            if isinstance(reason, Reason)
-            else (str(reason["key"]), dict(reason.get("params") or {}))
-        )
-        sentence = self._catalogue(language, "reasons.yaml").get(key)
-        if sentence is None:
-            sentence = self._catalogue(FALLBACK, "reasons.yaml").get(key, key)
-            log.warning("missing translation: reason %r in %s", key, language)
-        try:
-            return str(sentence).format(**params)
-        except (KeyError, IndexError, ValueError):
-            return str(sentence)
 
     def date(self, moment: datetime, language: str) -> str:
         """``23 novembre 2026, 09:00 (Europe/Zurich)``: the site's time, no seconds, zone named."""

@@ -24,7 +24,8 @@ from flufl.bounce import all_failures
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.mail.addresses import Kind
+from listserv.config import Settings
+from listserv.mail.addresses import AddressBook, Kind
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import enqueue
 from listserv.store.directory import email_key
@@ -56,12 +57,19 @@ def _decoded(addresses: frozenset[bytes]) -> frozenset[str]:
 
 
 class Bounces:
-    def __init__(self, notifier: Notifier, secret: bytes, moderators_of: Callable[[str], list[str]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier,
+        book: AddressBook,
+        secret: bytes,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
         self.notifier = notifier
-        self.settings = notifier.settings
-        self.book = notifier.book
+        self.book = book
         self.secret = secret
-        self.moderators_of = moderators_of
+        self.clock = clock
 
     def probe_token(self, list_name: str, address: str) -> str:
         signature = hmac.new(self.secret, f"probe:{list_name}:{address.lower()}".encode(), hashlib.sha256)
@@ -77,7 +85,7 @@ class Bounces:
 
     def handle(self, session: Session, received: Received, route: Route) -> None:
         list_name = route.list_name or ""
-        now = self.notifier.clock()
+        now = self.clock()
         probed = self.probed_address(list_name, route.detail) if route.detail else None
         if probed is not None:
             self._probe_failed(session, list_name, probed, now)
@@ -91,7 +99,7 @@ class Bounces:
                 session,
                 "bounce_unrecognised",
                 self.book.address_of(list_name, Kind.BOUNCES),
-                list(self.moderators_of(list_name)),
+                self.settings.moderators_of(list_name),
                 received.raw,
                 now,
             )
@@ -137,7 +145,7 @@ class Bounces:
             session,
             "moderator_bounce_disabled.txt",
             list_name,
-            list(self.moderators_of(list_name)),
+            self.settings.moderators_of(list_name),
             {
                 "address": address,
                 "name": member.name if member else "",

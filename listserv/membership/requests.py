@@ -11,20 +11,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from listserv.mail.addresses import Kind
+from listserv.config import Settings
+from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import Post
-from listserv.membership.request_text import Request, read_requests, vocabulary_from
+from listserv.mail.templates import MailTemplates
+from listserv.membership.request_text import Request, first_words, read_requests, vocabulary_from
 from listserv.moderation.queue import Moderation
 from listserv.moderation.rules import Submission, is_automatic, looks_like_loop
-from listserv.outgoing.notices import request_words
-from listserv.store.directory import find_member
-from listserv.store.models import Confirmation, Member, Received, Route, Subscription
+from listserv.outgoing.notices import Notifier
+from listserv.store.directory import find_member, subscribe
+from listserv.store.models import Confirmation, Held, Member, Received, Route, Subscription
 
 log = logging.getLogger(__name__)
 CONFIRM_DAYS = 7
@@ -36,11 +39,21 @@ def token_hash(token: str) -> str:
 
 
 class Requests:
-    def __init__(self, moderation: Moderation) -> None:
-        self.moderation = moderation
-        self.notifier = moderation.notifier
-        self.settings = moderation.settings
-        templates = moderation.templates
+    def __init__(
+        self,
+        settings: Settings,
+        moderation: Moderation,
+        notifier: Notifier,
+        book: AddressBook,
+        templates: MailTemplates,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.moderation = moderation  # a subscription is held like a post
+        self.notifier = notifier
+        self.book = book
+        self.templates = templates
+        self.clock = clock
         languages = ["en", *self.settings.languages]
         self.vocabulary, self.periods = vocabulary_from(
             templates.catalogue(lang, "requests.yaml") for lang in languages
@@ -105,7 +118,7 @@ class Requests:
 
     def _ask_confirmation(self, session: Session, list_name: str, address: str) -> None:
         token = secrets.token_urlsafe(18)
-        now = self.notifier.clock()
+        now = self.clock()
         session.add(
             Confirmation(
                 token_hash=token_hash(token),
@@ -117,7 +130,7 @@ class Requests:
             )
         )
         language = self.settings.lists[list_name].language
-        request_address = self.notifier.book.address_of(list_name, Kind.REQUEST)
+        request_address = self.book.address_of(list_name, Kind.REQUEST)
         self._send(  # a plain reply must reach -request, not the owner address notices come from
             session,
             "member_unsubscribe_confirm.txt",
@@ -126,11 +139,11 @@ class Requests:
             reply_to=request_address,
             token=token,
             confirm_address=request_address,
-            expires_at=self.moderation.templates.date(now + timedelta(days=CONFIRM_DAYS), language),
+            expires_at=self.templates.date(now + timedelta(days=CONFIRM_DAYS), language),
         )
 
     def _confirm(self, session: Session, list_name: str, address: str, token: str) -> None:
-        now = self.notifier.clock()
+        now = self.clock()
         used = session.execute(  # single use, also when two confirmations race
             update(Confirmation)
             .where(
@@ -200,6 +213,34 @@ class Requests:
             ],
         )
 
+    def welcome(self, session: Session, held: Held, reason: str) -> None:
+        """An approved subscription: the member is subscribed and welcomed."""
+        subscribe(session, held.sender, held.sender_name, held.list_name)
+        self.send_welcome(session, held.list_name, held.sender, held.sender_name)
+
+    def send_welcome(self, session: Session, list_name: str, address: str, name: str) -> None:
+        """To a new member (imported, or a subscription approved): how the forum works, in its language."""
+        language = self.settings.lists[list_name].language
+        base = self.settings.site.base_url.rstrip("/")
+        self.notifier.send(
+            session,
+            "member_welcome.txt",
+            list_name,
+            [address],
+            {
+                "name": name,
+                "protocol_url": f"{base}/protocol/{language}",
+                "archive_url": f"{base}/lists/{list_name}/",
+                **request_words(self.templates, language),
+            },
+        )
+
+    def refuse(self, session: Session, held: Held, reason: str) -> None:
+        """A refused subscription: the requester learns why."""
+        self.notifier.send(
+            session, "member_subscribe_refused.txt", held.list_name, [held.sender], {"reason": reason}
+        )
+
     def _problem(
         self, session: Session, list_name: str, address: str, problem: str, lines: list[str] | None = None
     ) -> None:
@@ -217,8 +258,14 @@ class Requests:
         **context: Any,
     ) -> None:
         language = self.settings.lists[list_name].language
-        words = request_words(self.moderation.templates, language)
+        words = request_words(self.templates, language)
         self.notifier.send(session, template, list_name, [address], words | context, reply_to=reply_to)
+
+
+def request_words(templates: MailTemplates, language: str) -> dict[str, Any]:
+    """The -request command words a template shows, in ``language``."""
+    words, periods = first_words(templates.catalogue(language, "requests.yaml"))
+    return {"words": words, "periods": periods}
 
 
 def _subscription_of(member: Member | None, list_name: str) -> Subscription | None:

@@ -8,32 +8,50 @@ their language."""
 from __future__ import annotations
 
 import logging
-import secrets
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from listserv.mail.addresses import Kind
+from listserv.config import Settings
+from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import parse_post
+from listserv.moderation.codes import mint_code
+from listserv.outgoing.notices import Notifier
 from listserv.store.models import Held, Received, Topic
-from listserv.weekly.topics import iso_week, next_free_week, text_for
-
-if TYPE_CHECKING:
-    from listserv.moderation.queue import Moderation
+from listserv.weekly.calendar import iso_week
+from listserv.weekly.topics import next_free_week, text_for
 
 log = logging.getLogger(__name__)
+MAX_TITLE = 300
 
 
-class TopicQueue:
-    def __init__(self, moderation: Moderation) -> None:
-        self.moderation = moderation
-        self.settings = moderation.settings
-        self.notifier = moderation.notifier
+def translation_from(own_lines: list[str]) -> tuple[str, str] | None:
+    """A translator's reply: the title on the first line, the body after; None when there is no title."""
+    if not own_lines or not own_lines[0].strip():
+        return None
+    return own_lines[0].strip(), "\n".join(own_lines[1:]).strip()
 
-    def accept_proposal(self, session: Session, held: Held, week_wanted: str) -> Topic:
+
+class Proposals:
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier,
+        book: AddressBook,
+        secret: bytes,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.notifier = notifier
+        self.book = book
+        self.secret = secret
+        self.clock = clock
+
+    def accept(self, session: Session, held: Held, week_wanted: str) -> Topic:
+        """An approved proposal becomes the topic of ``week_wanted`` if free, else of the next free week."""
         mailing_list = self.settings.lists[held.list_name]
-        now = self.notifier.clock()
+        now = self.clock()
         received = session.get(Received, held.received_id) if held.received_id else None
         body = parse_post(received.raw).text.strip() if received else ""
         next_week = iso_week(now + timedelta(days=7), self.settings.site.timezone)
@@ -63,12 +81,9 @@ class TopicQueue:
         return topic
 
     def request_translation(self, session: Session, topic: Topic, list_name: str) -> None:
-        from listserv.moderation.queue import derive_code, hash_code
-
         mailing_list = self.settings.lists[list_name]
-        now = self.notifier.clock()
-        nonce = secrets.token_hex(16)
-        code = derive_code(self.moderation.secret, nonce)
+        now = self.clock()
+        minted = mint_code(self.secret)
         title, body, _ = text_for(topic, mailing_list.language)
         held = Held(
             kind="translation",
@@ -76,8 +91,8 @@ class TopicQueue:
             topic_id=topic.id,
             message_id="",
             subject=title,
-            code_hash=hash_code(code),
-            code_nonce=nonce,
+            code_hash=minted.code_hash,
+            code_nonce=minted.nonce,
             held_at=now,
             expires_at=now + timedelta(days=mailing_list.moderation.code_ttl_days),
         )
@@ -87,24 +102,22 @@ class TopicQueue:
             session,
             "moderator_translation_request.txt",
             list_name,
-            self.moderation.moderators_of(list_name),
+            self.settings.moderators_of(list_name),
             {
                 "week": topic.week,
                 "title": title,
                 "body": body,
                 "language": mailing_list.language,
-                "code": code,
+                "code": minted.code,
             },
-            reply_to=self.notifier.book.address_of(list_name, Kind.MODERATE, code),
+            reply_to=self.book.address_of(list_name, Kind.MODERATE, minted.code),
         )
 
-    def record_translation(self, session: Session, held: Held, own_lines: list[str], actor: str) -> bool:
-        """The reply's own text: the title on the first line, the body after. False when empty."""
+    def record_translation(self, session: Session, held: Held, title: str, body: str) -> None:
+        """The translation a won decision approved (by reply or on the web) joins the topic."""
         topic = session.get(Topic, held.topic_id) if held.topic_id else None
-        if topic is None or not own_lines:
-            return False
+        if topic is None:
+            return
         language = self.settings.lists[held.list_name].language
-        topic.titles = {**topic.titles, language: own_lines[0].strip()}
-        topic.bodies = {**topic.bodies, language: "\n".join(own_lines[1:]).strip()}
-        self.moderation.decide(session, held, "approve", actor, "email", "translation")
-        return True
+        topic.titles = {**topic.titles, language: title[:MAX_TITLE]}
+        topic.bodies = {**topic.bodies, language: body}

@@ -8,15 +8,23 @@ sender and the list; past ``moderation.max_bad_codes_per_hour`` further attempts
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from listserv.config import Settings
 from listserv.mail.message import Post
-from listserv.moderation.queue import ACTION_OF, Moderation, find_held
+from listserv.mail.templates import MailTemplates
+from listserv.moderation.audit import AuditEntry
+from listserv.moderation.codes import find_held
+from listserv.moderation.proposals import Proposals, translation_from
+from listserv.moderation.queue import ACTION_OF, Moderation
 from listserv.moderation.reply_text import Action, Command, find_code, own_lines, read_reply
 from listserv.moderation.rules import Submission, fails_authenticity, is_automatic, looks_like_loop
+from listserv.moderation.vocabulary import command_words, standalone_words, vocabulary
+from listserv.outgoing.notices import Notifier
 from listserv.store.directory import email_key
 from listserv.store.models import Audit, Held, Received, Route
 
@@ -25,12 +33,23 @@ BAD_CODE_RESULTS = ("unknown_code", "expired", "not_your_list")
 
 
 class ModeratorMail:
-    def __init__(self, moderation: Moderation) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        moderation: Moderation,
+        proposals: Proposals,
+        notifier: Notifier,
+        templates: MailTemplates,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
         self.moderation = moderation
-        self.settings = moderation.settings
-        languages = self.settings.languages
-        self.vocabulary: dict[str, Action] = moderation.templates.vocabulary(languages)
-        self.standalone = moderation.templates.standalone(languages)
+        self.proposals = proposals
+        self.notifier = notifier
+        self.templates = templates
+        self.clock = clock
+        self.vocabulary: dict[str, Action] = vocabulary(templates, settings.languages)
+        self.standalone = standalone_words(templates, settings.languages)
 
     def handle(self, session: Session, received: Received, post: Post, route: Route, sub: Submission) -> None:
         list_name = route.list_name or ""
@@ -39,14 +58,14 @@ class ModeratorMail:
         if refusal is not None:
             self.moderation.audit(
                 session,
-                list_name,
-                None,
-                actor or received.mail_from,
-                "email",
-                "reply",
-                refusal,
-                "",
-                received.message_id,
+                AuditEntry(
+                    "reply",
+                    refusal,
+                    list_name,
+                    actor or received.mail_from,
+                    "email",
+                    message_id=received.message_id,
+                ),
             )
             log.warning(
                 "moderator reply %s to %s refused: %s (from %s)",
@@ -64,14 +83,15 @@ class ModeratorMail:
         if not reading.understood:
             self.moderation.audit(
                 session,
-                list_name,
-                None,
-                actor,
-                "email",
-                "reply",
-                "not_understood",
-                reading.own_text[:500],
-                received.message_id,
+                AuditEntry(
+                    "reply",
+                    "not_understood",
+                    list_name,
+                    actor,
+                    "email",
+                    detail=reading.own_text[:500],
+                    message_id=received.message_id,
+                ),
             )
             self._explain(session, list_name, actor, "not_understood", own_text=reading.own_text)
             return
@@ -87,8 +107,13 @@ class ModeratorMail:
         held = find_held(session, code) if code else None
         if held is None or held.kind != "translation" or held.state != "held":
             return False
-        if not self.moderation.topics.record_translation(session, held, own_lines(received.raw), actor):
+        translation = translation_from(own_lines(received.raw))
+        if translation is None:
             self._explain(session, route.list_name or "", actor, "not_understood")
+            return True
+        decision = self.moderation.decide(session, held, "approve", actor, "email", "translation")
+        if decision.result == "decided":  # a translation approved twice is recorded once
+            self.proposals.record_translation(session, held, *translation)
         return True
 
     def _refusal(self, session: Session, sub: Submission, actor: str, list_name: str) -> str | None:
@@ -112,7 +137,7 @@ class ModeratorMail:
         return key in {email_key(address) for address in allowed}
 
     def _bad_codes_last_hour(self, session: Session, actor: str, list_name: str) -> int:
-        since = self.moderation.notifier.clock() - timedelta(hours=1)
+        since = self.clock() - timedelta(hours=1)
         by_actor = (
             session.scalar(
                 select(func.count())
@@ -154,14 +179,16 @@ class ModeratorMail:
         if problem is not None:
             self.moderation.audit(
                 session,
-                list_name,
-                held.id if held else None,
-                actor,
-                "email",
-                command.action,
-                problem,
-                code,
-                received.message_id,
+                AuditEntry(
+                    command.action,
+                    problem,
+                    list_name,
+                    actor,
+                    "email",
+                    held.id if held else None,
+                    detail=code,
+                    message_id=received.message_id,
+                ),
             )
             self._explain(session, list_name, actor, problem, code=code)
             return
@@ -178,7 +205,7 @@ class ModeratorMail:
         self, session: Session, list_name: str, actor: str, problem: str, code: str = "", own_text: str = ""
     ) -> None:
         language = self.settings.lists[list_name].language
-        self.moderation.notifier.send(
+        self.notifier.send(
             session,
             "moderator_reply_problem.txt",
             list_name,
@@ -187,14 +214,14 @@ class ModeratorMail:
                 "problem": problem,
                 "code": code,
                 "own_text": own_text[:1000],
-                "words": self.moderation.templates.words(language),
+                "words": command_words(self.templates, language),
             },
         )
 
     def _already(self, session: Session, list_name: str, actor: str, code: str, held: Held) -> None:
         language = self.settings.lists[list_name].language
-        decided_at = held.decided_at or self.moderation.notifier.clock()
-        self.moderation.notifier.send(
+        decided_at = held.decided_at or self.clock()
+        self.notifier.send(
             session,
             "moderator_already_decided.txt",
             list_name,
@@ -204,6 +231,6 @@ class ModeratorMail:
                 "subject": held.subject,
                 "decision": ACTION_OF[held.state],
                 "decided_by": held.decided_by or "",
-                "decided_at": self.moderation.templates.date(decided_at, language),
+                "decided_at": self.templates.date(decided_at, language),
             },
         )

@@ -17,6 +17,7 @@ import authres
 
 from listserv.config import MailingList
 from listserv.mail.message import Post
+from listserv.store.directory import Sender
 
 AUTO_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|absence|réponse automatique"
@@ -40,17 +41,6 @@ class Reason:
 
     key: str
     params: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Sender:
-    """What the directory knows about the From address, relative to the list posted to."""
-
-    address: str
-    is_member: bool = False
-    is_staff: bool = False
-    is_moderator: bool = False
-    is_chief: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.templates import MailTemplates
-from listserv.membership.request_text import first_words
 from listserv.outgoing.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -97,27 +96,3 @@ def attach_original(message: EmailMessage, raw: bytes) -> None:
         part.set_content(raw, maintype="application", subtype="octet-stream", filename="original.eml")
     message.make_mixed()
     message.attach(part)
-
-
-def request_words(templates: MailTemplates, language: str) -> dict[str, Any]:
-    """The -request command words a template shows, in ``language``."""
-    words, periods = first_words(templates.catalogue(language, "requests.yaml"))
-    return {"words": words, "periods": periods}
-
-
-def send_welcome(notifier: Notifier, session: Session, list_name: str, address: str, name: str) -> None:
-    """To a new member (imported, or a subscription approved): how the forum works, in its language."""
-    language = notifier.settings.lists[list_name].language
-    base = notifier.settings.site.base_url.rstrip("/")
-    notifier.send(
-        session,
-        "member_welcome.txt",
-        list_name,
-        [address],
-        {
-            "name": name,
-            "protocol_url": f"{base}/protocol/{language}",
-            "archive_url": f"{base}/lists/{list_name}/",
-            **request_words(notifier.templates, language),
-        },
-    )

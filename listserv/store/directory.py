@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from listserv.config import Settings
 from listserv.mail.addresses import normalise_address
-from listserv.moderation.rules import Sender
 from listserv.store.models import MailingList, Member, Subscription
 
 CSV_HEADER = ["email", "name", "country", "lists", "role", "delivery", "language"]
@@ -49,6 +48,17 @@ class ImportReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """What the directory knows about the From address, relative to the list posted to."""
+
+    address: str
+    is_member: bool = False
+    is_staff: bool = False
+    is_moderator: bool = False
+    is_chief: bool = False
 
 
 def email_key(address: str) -> str:

@@ -34,7 +34,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from listserv.config import Settings
+from listserv.mail.templates import MailTemplates
+from listserv.moderation.proposals import Proposals
 from listserv.moderation.queue import Moderation
+from listserv.outgoing.notices import Notifier
 from listserv.web.access import Viewer, load_viewer
 from listserv.web.i18n import SOURCE, negotiate
 from listserv.web.limits import LoginLimiter
@@ -64,6 +67,9 @@ class Site:
     settings: Settings
     engine: Engine
     moderation: Moderation
+    proposals: Proposals
+    notifier: Notifier
+    mail_templates: MailTemplates
     clock: Callable[[], datetime]
     pages: Pages
     secret: bytes

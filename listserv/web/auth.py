@@ -97,7 +97,7 @@ def forgot(ctx: Ctx) -> Response:
     if member is not None and list_name is not None:
         token = _serializer(ctx).dumps({"m": member.id, "f": password_fingerprint(member.password_hash)})
         base = ctx.site.settings.site.base_url.rstrip("/")
-        ctx.site.moderation.notifier.send(
+        ctx.site.notifier.send(
             ctx.db,
             "member_password_reset.txt",
             list_name,

@@ -17,15 +17,16 @@ from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
 from listserv.archive.reading import MessageView, read_message
-from listserv.moderation.queue import Action, Decision, moderation_queue
+from listserv.moderation.queue import Decision, moderation_queue
+from listserv.moderation.vocabulary import ACTIONS, reason_text
 from listserv.store.directory import email_key
 from listserv.store.models import Audit, Held, Member, Received, Topic
 from listserv.web.access import Viewer
 from listserv.web.app import Ctx, Page, Problem
-from listserv.weekly.topics import parse_week, text_for
+from listserv.weekly.calendar import parse_week
+from listserv.weekly.topics import text_for
 
 KINDS = ("post", "proposal", "subscription", "translation")
-ACTIONS: tuple[Action, ...] = ("approve", "reject", "discard")
 QUEUE_PAGE = 100  # items read and shown at once; the rest wait their turn, oldest first
 AUDIT_PAGE = 200
 MAX_REASON = 2000
@@ -109,7 +110,7 @@ def _items(ctx: Ctx, waiting: list[Held]) -> list[HeldItem]:
     now = ctx.site.clock()
     identities = _identities(ctx.db, [held.sender for held in waiting if held.sender])
     raws = _raws(ctx.db, [held.received_id for held in waiting if held.received_id])
-    templates = ctx.site.moderation.templates
+    templates = ctx.site.mail_templates
     items = []
     for held in waiting:
         name, country = identities.get(email_key(held.sender), ("", "")) if held.sender else ("", "")
@@ -118,7 +119,7 @@ def _items(ctx: Ctx, waiting: list[Held]) -> list[HeldItem]:
             held=held,
             sender_name=name or held.sender_name,
             country=country,
-            reasons=[templates.reason(reason, ctx.language) for reason in held.reasons or []],
+            reasons=[reason_text(templates, reason, ctx.language) for reason in held.reasons or []],
             view=read_message(raw) if raw is not None else None,
             expired=now > held.expires_at,
         )
@@ -197,11 +198,8 @@ def _decide_translation(ctx: Ctx, viewer: Viewer, held: Held) -> None:
         ctx.session["flash"] = {"key": "translation_empty", "subject": held.subject}
         return
     decision = ctx.site.moderation.decide(ctx.db, held, "approve", viewer.email, "web", "translation")
-    topic = ctx.db.get(Topic, held.topic_id) if held.topic_id else None
-    if decision.result == "decided" and topic is not None:
-        language = ctx.site.settings.lists[held.list_name].language
-        topic.titles = {**topic.titles, language: title[:300]}
-        topic.bodies = {**topic.bodies, language: body}
+    if decision.result == "decided":
+        ctx.site.proposals.record_translation(ctx.db, held, title, body)
     _remember(ctx, decision, held)
 
 

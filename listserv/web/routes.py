@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
-from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from listserv.config import Settings
-from listserv.moderation.queue import Moderation
 from listserv.web import (
     account,
     archive,
@@ -42,15 +37,8 @@ def all_pages() -> list[Page]:
     ]
 
 
-def build_site(
-    settings: Settings,
-    engine: Engine,
-    moderation: Moderation,
-    clock: Callable[[], datetime],
-    wake_senders: Callable[[], None] = lambda: None,
-) -> Site:
-    pages = Pages(settings.site.templates_dir, settings.site.timezone, load_languages(settings.languages))
-    return Site(settings, engine, moderation, clock, pages, moderation.secret, wake_senders=wake_senders)
+def build_pages(settings: Settings) -> Pages:
+    return Pages(settings.site.templates_dir, settings.site.timezone, load_languages(settings.languages))
 
 
 def build(site: Site) -> Starlette:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from starlette.responses import Response
 
-from listserv.outgoing.notices import request_words
+from listserv.membership.requests import request_words
 from listserv.store.models import MailingList, Member, Subscription
 from listserv.web.app import Ctx, Page, Problem
 
@@ -42,9 +42,9 @@ def unsubscribe(ctx: Ctx) -> Response:
         member = ctx.db.get(Member, subscription.member_id)
         ctx.db.delete(subscription)
         if member is not None:
-            notifier = ctx.site.moderation.notifier
+            notifier = ctx.site.notifier
             language = ctx.site.settings.lists[list_name].language
-            words = request_words(notifier.templates, language)
+            words = request_words(ctx.site.mail_templates, language)
             notifier.send(ctx.db, "member_unsubscribed.txt", list_name, [member.email], words)
     return ctx.render(
         "unsubscribe.html", mailing_list=ctx.site.settings.lists[list_name], subscription=None, done=True

@@ -12,31 +12,35 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from listserv.config import MailingList
-from listserv.moderation.queue import Moderation
-from listserv.outgoing.delivery import Publisher
+from listserv.config import MailingList, Settings
+from listserv.mail.addresses import AddressBook
+from listserv.mail.templates import MailTemplates
+from listserv.outgoing.notices import Notifier
+from listserv.outgoing.publish import Publisher
 from listserv.store.models import JobRun, SentPrompt, Topic
-from listserv.weekly.topics import (
-    compose_prompt,
-    iso_week,
-    missing_languages,
-    prompt_message_id,
-    prompt_sender,
-    prompt_time,
-    text_for,
-    weekly_summary,
-)
+from listserv.weekly.calendar import iso_week, prompt_time
+from listserv.weekly.prompt_mail import compose_prompt, prompt_message_id, prompt_sender
+from listserv.weekly.summary import weekly_summary
+from listserv.weekly.topics import missing_languages, text_for
 
 log = logging.getLogger(__name__)
 FLAG_DAYS_BEFORE = 3
 
 
 class Weekly:
-    def __init__(self, moderation: Moderation, publisher: Publisher) -> None:
-        self.moderation = moderation
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier,
+        book: AddressBook,
+        templates: MailTemplates,
+        publisher: Publisher,
+    ) -> None:
+        self.settings = settings
+        self.notifier = notifier
+        self.book = book
+        self.templates = templates
         self.publisher = publisher
-        self.settings = moderation.settings
-        self.notifier = moderation.notifier
 
     def prompt_due_at(self, week: str) -> datetime:
         when = self.settings.schedule.prompt
@@ -65,7 +69,7 @@ class Weekly:
         return sent
 
     def _prompt_id(self, topic: Topic, list_name: str) -> str:
-        return prompt_message_id(topic.id, list_name, self.notifier.book.domain)
+        return prompt_message_id(topic.id, list_name, self.book.domain)
 
     def _send_prompt(
         self,
@@ -76,14 +80,14 @@ class Weekly:
         now: datetime,
     ) -> int:
         name = mailing_list.name
-        sender = prompt_sender(mailing_list, self.notifier.book.domain)
+        sender = prompt_sender(mailing_list, self.book.domain)
         others = {list_name: mid for list_name, mid in sisters.items() if list_name != name}
         raw = compose_prompt(
             topic,
             mailing_list,
             sender=sender,
-            domain=self.notifier.book.domain,
-            templates=self.moderation.templates,
+            domain=self.book.domain,
+            templates=self.templates,
             sisters=others,
             now=now,
         )
@@ -109,7 +113,7 @@ class Weekly:
                 session,
                 "moderator_prompt_skipped.txt",
                 name,
-                self.moderation.moderators_of(name),
+                self.settings.moderators_of(name),
                 {"week": topic.week, "title": title, "hours": int(late.total_seconds() // 3600)},
             )
         log.warning("weekly prompt %s skipped: %s late", topic.week, late)
@@ -128,7 +132,7 @@ class Weekly:
                     session,
                     "moderator_translation_missing.txt",
                     mailing_list.name,
-                    self.moderation.moderators_of(mailing_list.name),
+                    self.settings.moderators_of(mailing_list.name),
                     {"week": topic.week, "title": title, "missing": missing},
                 )
                 flagged += 1
@@ -145,7 +149,7 @@ class Weekly:
         for name, mailing_list in self.settings.lists.items():
             summary = weekly_summary(session, name, mailing_list.room, now, self.settings.site.timezone)
             self.notifier.send(
-                session, "moderator_weekly_summary.txt", name, self.moderation.moderators_of(name), summary
+                session, "moderator_weekly_summary.txt", name, self.settings.moderators_of(name), summary
             )
         return len(self.settings.lists)
 

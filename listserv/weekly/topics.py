@@ -1,5 +1,4 @@
-"""Weekly topics: topic files, ISO weeks in the site's timezone, language fallback, the prompt each list
-receives on Monday, and the moderators' weekly figures.
+"""Weekly topics: topic files, the next free week, texts per language with their fallback.
 
 Pure functions: no SMTP, no scheduler. The few that read the database take a ``Session`` and never
 commit; the caller owns the transaction (and the idempotence key, ``SentPrompt``).
@@ -7,37 +6,22 @@ commit; the caller owns the transaction (and the idempotence key, ``SentPrompt``
 
 from __future__ import annotations
 
-import email.policy
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as clock_time
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from datetime import datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import yaml
 from babel import Locale, UnknownLocaleError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.config import MailingList, Settings
-from listserv.mail.templates import MailTemplates
-from listserv.store.models import Held, Post, Subscription, Topic
-from listserv.store.models import MailingList as ListRow
+from listserv.config import Settings
+from listserv.store.models import Topic
+from listserv.weekly.calendar import iso_week, parse_week, week_after
 
 FALLBACK = "en"
-WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KEYS = ("room", "week", "titles", "bodies")
-TOPIC_HEADER = "X-Listserv-Topic"
-SISTERS_HEADER = "X-Listserv-Sister-Threads"
-FROM_NAME = "from-name:"  # a header line of member_prompt.txt: the moderators' display name
-PROMPT_TEMPLATE = "member_prompt.txt"
 
 
 class TopicError(ValueError):
@@ -165,60 +149,6 @@ def _faulty(problems: list[str], key: str, language: str) -> bool:
     return any(line.startswith(f"{key}.{language}:") for line in problems)
 
 
-# --- weeks -------------------------------------------------------------------------------------------
-
-
-def parse_week(week: str) -> tuple[int, int]:
-    """``2026-W50`` → (2026, 50); ValueError for a bad form or a week the year does not have."""
-    match = WEEK.match(week)
-    if match is None:
-        raise ValueError(f"{week!r} is not an ISO week like '2026-W50'")
-    year, number = int(match[1]), int(match[2])
-    try:
-        date.fromisocalendar(year, number, 1)
-    except ValueError:
-        raise ValueError(f"{week!r}: {year} has no week {number}") from None
-    return year, number
-
-
-def iso_week(moment: datetime, timezone: str) -> str:
-    """The ISO week of an aware moment, as seen in ``timezone``: ``2026-W48``."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime given; moments must be aware")
-    year, number, _ = moment.astimezone(ZoneInfo(timezone)).isocalendar()
-    return f"{year}-W{number:02d}"
-
-
-def week_after(week: str, weeks: int = 1) -> str:
-    """The ISO week ``weeks`` after ``week`` (``2026-W53`` → ``2027-W01``)."""
-    year, number = parse_week(week)
-    year, number, _ = (date.fromisocalendar(year, number, 1) + timedelta(weeks=weeks)).isocalendar()
-    return f"{year}-W{number:02d}"
-
-
-def week_start(week: str, timezone: str) -> datetime:
-    """Monday 00:00 of ``week`` in ``timezone``, as an aware UTC datetime."""
-    return prompt_time(week, "mon", "00:00", timezone)
-
-
-def prompt_time(week: str, day: str, time: str, timezone: str) -> datetime:
-    """``day`` (mon…sun) of ``week`` at local ``time`` (HH:MM) in ``timezone``, as aware UTC.
-
-    DST-correct: the wall-clock time is kept across a change. A time that does not exist on a spring-
-    forward night is read with the offset before the change (02:30 → 03:30 summer time); one that occurs
-    twice in autumn is the first of the two.
-    """
-    year, number = parse_week(week)
-    if day not in DAYS:
-        raise ValueError(f"{day!r} is not a day like 'mon' ({', '.join(DAYS)})")
-    match = TIME.match(time)
-    if match is None:
-        raise ValueError(f"{time!r} is not a time like '09:00'")
-    local_day = date.fromisocalendar(year, number, DAYS.index(day) + 1)
-    local = datetime.combine(local_day, clock_time(int(match[1]), int(match[2])), tzinfo=ZoneInfo(timezone))
-    return local.astimezone(UTC)
-
-
 def next_free_week(session: Session, room: str, after_week: str) -> str:
     """The first week ≥ ``after_week`` that has no topic for ``room``."""
     parse_week(after_week)
@@ -290,153 +220,3 @@ def language_name(code: str, in_language: str) -> str:
         return Locale.parse(in_language).languages.get(code.split("-")[0], code)
     except (UnknownLocaleError, ValueError):
         return code
-
-
-# --- the prompt --------------------------------------------------------------------------------------
-
-
-def prompt_message_id(topic_id: int, list_name: str, domain: str) -> str:
-    """``<topic-12.ta-fr@forum.example.org>``: the same for every attempt, so the archive's unique key
-    (list, Message-ID) turns a second attempt into a no-op."""
-    return f"<topic-{topic_id}.{list_name}@{domain}>"
-
-
-def prompt_sender(mailing_list: MailingList, domain: str) -> str:
-    """The moderators' identity a prompt comes from: the list's first moderator, else its owner address."""
-    return mailing_list.moderators[0] if mailing_list.moderators else f"{mailing_list.name}-owner@{domain}"
-
-
-def compose_prompt(
-    topic: Topic,
-    mailing_list: MailingList,
-    *,
-    sender: str,
-    domain: str,
-    templates: MailTemplates,
-    sisters: Mapping[str, str],
-    now: datetime,
-    site_name: str = "",
-) -> bytes:
-    """The week's opening post for one list, as RFC 5322 bytes (CRLF, UTF-8 text/plain).
-
-    From the list's moderators (``sender``, named "<list title> — moderation" in the list's language),
-    to the list, Subject the topic's title; a note at the top when the list's language is missing.
-    ``sisters`` maps list names of the room to their prompts' Message-IDs (this list's own is skipped).
-    """
-    language = mailing_list.language
-    title, body, used = text_for(topic, language)
-    title = " ".join(title.split())
-    # Language names in the language the template will be rendered in (English when it has none).
-    shown = language if (templates.root / language / PROMPT_TEMPLATE).is_file() else FALLBACK
-    list_address = f"{mailing_list.name}@{domain}"
-    context = {
-        "site_name": site_name,
-        "list_name": mailing_list.name,
-        "list_title": mailing_list.title,
-        "list_address": list_address,
-        "owner_address": f"{mailing_list.name}-owner@{domain}",
-        "request_address": f"{mailing_list.name}-request@{domain}",
-        "title": title,
-        "body": body,
-        "fallback_note": used != language,
-        "fallback_language": language_name(used, shown),
-        "language_name": language_name(language, shown),
-        "propose_address": f"{mailing_list.name}-propose@{domain}",
-    }
-    rendered = templates.render(PROMPT_TEMPLATE, language, **context)
-    head = templates.render_fragment(PROMPT_TEMPLATE, language, **context).partition("\n\n")[0]
-    names = [
-        line[len(FROM_NAME) :].strip() for line in head.splitlines() if line.lower().startswith(FROM_NAME)
-    ]
-    own = prompt_message_id(topic.id, mailing_list.name, domain)
-
-    message = EmailMessage()
-    message["From"] = Address(names[0] if names else mailing_list.title, addr_spec=sender)
-    message["To"] = Address(mailing_list.title, addr_spec=list_address)
-    message["Reply-To"] = list_address  # "reply to this message" reaches the list in every reply_to mode
-    message["Subject"] = rendered.subject or title
-    message["Date"] = format_datetime(now.astimezone(UTC))
-    message["Message-ID"] = own
-    message[TOPIC_HEADER] = topic.week
-    linked = [_angled(mid) for name, mid in sisters.items() if name != mailing_list.name]
-    if linked := [mid for mid in linked if mid != own]:
-        # Folded here, between IDs: the stdlib would move the whole list to a continuation line.
-        message.set_raw(SISTERS_HEADER, _fold_list(SISTERS_HEADER, linked))
-    message.set_content(rendered.body, charset="utf-8")
-    # Last: set_content drops Content-* headers set before it.
-    message["Content-Language"] = ", ".join(dict.fromkeys([rendered.language, used]))
-    return message.as_bytes(policy=email.policy.SMTP)
-
-
-def _angled(message_id: str) -> str:
-    return "<" + "".join(message_id.split()).strip("<>") + ">"
-
-
-def _fold_list(name: str, items: list[str], width: int = 78) -> str:
-    """``a, b, c`` with a line break before an item that would pass ``width`` (RFC 5322 folding)."""
-    lines = [items[0]]
-    for item in items[1:]:
-        first = len(lines) == 1
-        if len(lines[-1]) + len(item) + 2 + (len(name) + 2 if first else 0) > width:
-            lines[-1] += ","
-            lines.append(" " + item)
-        else:
-            lines[-1] += ", " + item
-    return "\n".join(lines)
-
-
-# --- the moderators' weekly summary ------------------------------------------------------------------
-
-
-def weekly_summary(
-    session: Session, list_name: str, room: str, now: datetime, timezone: str
-) -> dict[str, Any]:
-    """Figures for ``moderator_weekly_summary.txt``: the last 7 days of ``list_name`` up to ``now``, and
-    next week's topic of ``room`` (title in the list's language, translations still missing)."""
-    since = now - timedelta(days=7)
-    recent = (Post.list_name == list_name, Post.archived_at >= since, Post.archived_at < now)
-    posts, posters = session.execute(
-        select(func.count(Post.id), func.count(func.lower(Post.sender).distinct())).where(*recent)
-    ).one()
-    held: dict[str, int] = {
-        kind: count
-        for kind, count in session.execute(
-            select(Held.kind, func.count())
-            .where(Held.list_name == list_name, Held.state == "held")
-            .group_by(Held.kind)
-        )
-    }
-    new_members = (
-        session.scalar(
-            select(func.count())
-            .select_from(Subscription)
-            .join(ListRow, Subscription.list_id == ListRow.id)
-            .where(ListRow.name == list_name, Subscription.created_at >= since, Subscription.created_at < now)
-        )
-        or 0
-    )
-    language = session.scalar(select(ListRow.language).where(ListRow.name == list_name)) or FALLBACK
-    languages = list(
-        session.scalars(
-            select(ListRow.language)
-            .where(ListRow.room == room, ListRow.active.is_(True))
-            .order_by(ListRow.id)
-        )
-    )
-    next_week = week_after(iso_week(now, timezone))
-    topic = session.scalars(select(Topic).where(Topic.room == room, Topic.week == next_week)).first()
-    next_title, next_title_language, next_missing = None, None, []
-    if topic is not None:
-        next_title, _, next_title_language = text_for(topic, language)
-        next_missing = missing_languages(topic, languages)
-    return {
-        "posts": posts,
-        "posters": posters,
-        "held": sum(held.values()),
-        "held_proposals": held.get("proposal", 0),
-        "new_members": new_members,
-        "next_week": next_week,
-        "next_title": next_title,
-        "next_title_language": next_title_language,
-        "next_missing": next_missing,
-    }
