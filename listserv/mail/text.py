@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import email.header
+import unicodedata
 from datetime import UTC, datetime
 from email.errors import MessageError
 from email.message import Message
@@ -111,3 +112,10 @@ def _raw_filename(part: Message) -> str | None:
         return fixed.get_filename()
     except (LookupError, UnicodeError, ValueError, TypeError):
         return None
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form: 'Sí' and 'si', 'APPROUVER' and 'approuver', 'Café' and 'cafe'
+    match."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()

@@ -17,12 +17,13 @@ import codecs
 import email
 import email.policy
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
 from typing import Literal
+
+from listserv.mail.text import fold
 
 Action = Literal["approve", "reject", "discard"]
 
@@ -115,8 +116,8 @@ def read_reply(raw: bytes, vocabulary: Mapping[str, Action], standalone: Iterabl
         if text is None:
             return NOT_UNDERSTOOD
         blocks = _own_blocks(text)
-        words = {_fold(word): action for word, action in vocabulary.items()}
-        alone = frozenset(map(_fold, standalone))
+        words = {fold(word): action for word, action in vocabulary.items()}
+        alone = frozenset(map(fold, standalone))
         commands, understood = _decide([line for line in blocks[0] if line] if blocks else [], words, alone)
     except Exception:  # hostile input: an unforeseen parser error must not crash the moderation path
         return NOT_UNDERSTOOD
@@ -153,12 +154,12 @@ def _decide(
 
 def _read_command(line: str, words: Mapping[str, Action], standalone: frozenset[str]) -> Command | None:
     match = COMMAND_LINE.match(line)
-    action = words.get(_fold(match[1])) if match else None
+    action = words.get(fold(match[1])) if match else None
     if match is None or action is None:
         return None
     code, rest = _take_code(match[2].lstrip(SEPARATORS))
     rest = rest.strip().lstrip(SEPARATORS).strip()
-    if _fold(match[1]) in standalone and rest.strip(TRAILING_PUNCTUATION):
+    if fold(match[1]) in standalone and rest.strip(TRAILING_PUNCTUATION):
         # "OK, I'll look at it tomorrow" is no approval: the casual words (ok, yes, oui, sí) decide
         # only alone on their line; "approve, thanks" does. Not understood costs one more reply;
         # a wrong approval is sent to every member.
@@ -177,12 +178,6 @@ def _take_code(text: str) -> tuple[str | None, str]:
         return None, text
     code = normalise_code(match["code"])
     return (code, text[match.end() :]) if code else (None, text)
-
-
-def _fold(word: str) -> str:
-    """Case- and accent-insensitive form: 'Sí' and 'si', 'APPROUVER' and 'approuver' match."""
-    decomposed = unicodedata.normalize("NFKD", word)
-    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
 
 
 # --- the moderator's own text ----------------------------------------------------------------------
