@@ -1,10 +1,10 @@
 """Mail to ``<list>-request@`` → the requests it makes. Pure: bytes in, a ``RequestReading`` out.
 
 Like Mailman, one command may stand in the Subject ("subscribe", "Re: unsubscribe") and the body holds
-one command per line. Only the sender's own lines count (``reply.own_lines``: quoted text, attributions,
-signatures and mobile footers are cut away). Reading stops after ``MAX_COMMANDS`` commands, and at the
-first line that is not a command once a command was seen ("Thanks" under the commands). A message with
-no command asks for help.
+one command per line. Only the sender's own lines count (``mail.own_text.own_lines``: quoted text,
+attributions, signatures and mobile footers are cut away). Reading stops after ``MAX_COMMANDS`` commands,
+and at the first line that is not a command once a command was seen ("Thanks" under the commands). A
+message with no command asks for help.
 
 Words come from ``templates/mail/<lang>/requests.yaml``; ``vocabulary_from`` merges the catalogues of
 several languages, so every configured language works on every list. Words are compared folded
@@ -23,8 +23,8 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Literal, get_args
 
+from listserv.mail.own_text import own_lines
 from listserv.mail.text import fold
-from listserv.moderation.reply_text import own_lines
 
 Verb = Literal[
     "help", "subscribe", "unsubscribe", "digest", "nomail", "mail", "language", "whoami", "confirm"

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.mail.message import Post
+from listserv.mail.own_text import own_lines
 from listserv.moderation.queue import ACTION_OF, Moderation, find_held
-from listserv.moderation.reply_text import Action, Command, find_code, own_lines, read_reply
+from listserv.moderation.reply_text import Action, Command, find_code, read_reply
 from listserv.moderation.rules import Submission, fails_authenticity, is_automatic, looks_like_loop
 from listserv.store.directory import email_key
 from listserv.store.models import Audit, Held, Received, Route
