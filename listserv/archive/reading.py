@@ -24,9 +24,9 @@ from email.utils import collapse_rfc2231_value, getaddresses
 from typing import NamedTuple
 
 from listserv.archive.mailhtml import AttachmentUrl, html_text, sanitise_html
-from listserv.archive.plaintext import Block, blocks, unflow
+from listserv.archive.plaintext import Block, blocks
 from listserv.mail.message import first_id
-from listserv.mail.text import decode_bytes, decode_header, filename, parse_date, payload
+from listserv.mail.text import decode_bytes, decode_header, filename, parse_date, payload, unflow
 
 MAX_DEPTH = 64  # deeper MIME nesting is shown as one opaque part
 MAX_DISPLAY_CHARS = 1_000_000  # the raw message stays downloadable; a page need not hold more

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from email.message import Message
 from html.parser import HTMLParser
 
-from listserv.mail.text import decode_bytes
+from listserv.mail.text import decode_bytes, unflow
 
 MAX_TEXT_CHARS = 200_000
 MAX_MARKER_CHARS = 400  # an attribution or separator line is never longer
@@ -159,28 +159,9 @@ def _part_text(part: Message) -> str:
     text = decode_bytes(data, part.get_content_charset(), windows_1252=True, keep_nul=True)
     text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
     if str(part.get_param("format") or "").lower() == "flowed":
-        return _unflow(text, delete_space=str(part.get_param("delsp") or "").lower() == "yes")
+        delsp = str(part.get_param("delsp") or "").lower() == "yes"
+        return "\n".join(unflow(text.split("\n"), delsp, quote_depth=False))
     return text
-
-
-def _unflow(text: str, delete_space: bool) -> str:
-    """RFC 3676: join soft line breaks (a line ending in a space), so a wrapped reason reads whole."""
-    pieces: list[str] = []
-    previous: str | None = None
-    for line in text.split("\n"):
-        line = line[1:] if line.startswith(" ") else line  # space-stuffing
-        if previous is not None:
-            soft = _is_soft_break(previous, line)
-            pieces[-1] = pieces[-1][:-1] if soft and delete_space else pieces[-1]
-            pieces.append("" if soft else "\n")
-        pieces.append(line)
-        previous = line
-    return "".join(pieces)
-
-
-def _is_soft_break(previous: str, line: str) -> bool:
-    """Quoted lines are left as they are: they are never read."""
-    return previous.endswith(" ") and previous != "-- " and ">" not in (previous[:1], line[:1])
 
 
 def _clean(text: str) -> str:

@@ -119,3 +119,32 @@ def fold(text: str) -> str:
     match."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
+
+
+def unflow(lines: list[str], delsp: bool, *, quote_depth: bool = True) -> list[str]:
+    """RFC 3676: join soft-broken lines (those ending in a space) into one and undo space-stuffing;
+    with ``delsp`` (DelSp=yes) the soft break's space goes too. The signature separator "-- " never flows.
+
+    ``quote_depth`` (display): quoted lines flow too, within their depth, and come out as ">> text".
+    Without it (reading the sender's own lines): a line that starts with ">" once unstuffed is left as
+    it is and ends the paragraph before it, because quotes are cut away next and own text must never be
+    joined into one."""
+    out: list[str] = []
+    paragraph, paragraph_depth = "", -1  # -1: no paragraph open
+    for raw in lines:
+        depth = len(raw) - len(raw.lstrip(">")) if quote_depth else 0
+        line = raw[depth + 1 :] if raw[depth : depth + 1] == " " else raw[depth:]  # undo space-stuffing
+        kept_whole = not quote_depth and line[:1] == ">"
+        flowed = line.endswith(" ") and line != "-- " and not kept_whole
+        if paragraph_depth != -1 and (paragraph_depth != depth or kept_whole):
+            out.append(_quoted(paragraph, paragraph_depth))
+            paragraph = ""
+        paragraph, paragraph_depth = paragraph + (line[:-1] if flowed and delsp else line), depth
+        if not flowed:
+            out.append(_quoted(paragraph, depth))
+            paragraph, paragraph_depth = "", -1
+    return out if paragraph_depth == -1 else [*out, _quoted(paragraph, paragraph_depth)]
+
+
+def _quoted(line: str, depth: int) -> str:
+    return f"{'>' * depth} {line}" if depth else line
