@@ -27,6 +27,7 @@ from email.utils import formataddr, getaddresses
 from typing import Literal
 
 from listserv.mail.message import find_message_id
+from listserv.mail.subjects import prefix_subject
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ CRLF = b"\r\n"
 LINE_END = re.compile(rb"\r\n|\r|\n")
 HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]|From ")  # what the stdlib's parser takes for one
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-MARKER = re.compile(r"(re|fwd?|aw|wg|tr|rv|res|sv|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
 BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*(?:\r\n|$))")
 INJECTED = {"archived-at", "precedence", "return-path", "delivered-to", "x-original-to", "x-original-from"}
 DMARC_KEEP = {"to", "cc", "reply-to", "date", "message-id", "in-reply-to", "references", "subject", "x-loop"}
@@ -98,28 +98,6 @@ def decorate(raw: bytes, decoration: Decoration) -> bytes:
         message = add_footer_or_wrap(original, decoration, data)
     message = set_subject(set_list_fields(message, decoration), decoration.subject_prefix)
     return set_sender_fields(message, original, decoration, munged).to_bytes()
-
-
-def strip_prefix(subject: str, prefix: str) -> str:
-    """The subject without reply markers and list prefixes: 'Re: [TA-EN] Re: [TA-EN] x' → 'x'."""
-    return _split_subject(subject, prefix)[1]
-
-
-def prefix_subject(subject: str, prefix: str) -> str:
-    """'x' → '[TA-EN] x'; 'Re: [TA-EN] Re: x' → 'Re: [TA-EN] x'; the first marker is kept as written."""
-    marker, rest = _split_subject(subject, prefix)
-    return " ".join(part for part in (marker, prefix, rest) if part)
-
-
-def _split_subject(subject: str, prefix: str) -> tuple[str, str]:
-    marker, rest = "", " ".join(subject.split())
-    while True:
-        if prefix and rest.lower().startswith(prefix.lower()):
-            rest = rest[len(prefix) :].lstrip()
-        elif match := MARKER.match(rest):
-            marker, rest = marker or match.group(1) + ":", rest[match.end() :]
-        else:
-            return marker, rest
 
 
 def field_name(field: bytes) -> str:
