@@ -154,7 +154,7 @@ def _text_parts(part: Message) -> Iterator[Message]:
 
 def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
-    # NULs stay until _clean, after the size cut and the HTML parser, where they always went.
+    # NULs stay until _clean: dropped here, they would move the size cut and change how HTML tags parse.
     data = payload if isinstance(payload, bytes) else b""
     text = decode_bytes(data, part.get_content_charset(), windows_1252=True, keep_nul=True)
     text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
