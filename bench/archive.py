@@ -456,7 +456,7 @@ def multipart(boundary: str, parts: list[tuple[list[str], bytes]]) -> bytes:
 
 
 def subject_key(subject: str, prefix: str) -> str:
-    from listserv.archive.posts import subject_key as key
+    from listserv.mail.subjects import subject_key as key
 
     return key(subject, prefix)
 

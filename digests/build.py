@@ -28,8 +28,8 @@ from typing import Any
 from babel.dates import format_skeleton, format_time
 
 from digests.issue import DigestIssue, DigestPost, Format, Thread, group_threads, in_reading_order
+from listserv.mail.rawmime import CRLF, LINE_END, address_field, encode_transfer, subject_field
 from listserv.mail.templates import MailTemplates, RenderedMail
-from listserv.outgoing.decorate import CRLF, LINE_END, address_field, encode_transfer, subject_field
 
 HEADER_TEMPLATE = "digest_header.txt"
 END_TEMPLATE = "digest_end.txt"

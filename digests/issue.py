@@ -18,7 +18,8 @@ from email.utils import getaddresses
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from listserv.outgoing.decorate import header_text, strip_prefix
+from listserv.mail.rawmime import header_text
+from listserv.mail.subjects import strip_prefix
 
 Period = Literal["daily", "weekly"]
 Format = Literal["mime", "plain"]

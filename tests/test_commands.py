@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from listserv.config import SHIPPED_TEMPLATES
+from listserv.mail.own_text import own_lines
 from listserv.mail.templates import MailTemplates
 from listserv.membership.request_text import (
     PERIODS,
@@ -22,7 +23,6 @@ from listserv.membership.request_text import (
     read_requests,
     vocabulary_from,
 )
-from listserv.moderation.reply_text import own_lines
 from listserv.moderation.vocabulary import (
     CommandWords,
 )

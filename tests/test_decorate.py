@@ -20,7 +20,8 @@ from textwrap import dedent
 import jinja2
 import pytest
 
-from listserv.outgoing.decorate import Decoration, decorate, prefix_subject, strip_prefix
+from listserv.mail.subjects import prefix_subject, strip_prefix
+from listserv.outgoing.decorate import Decoration, decorate
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "messages").glob("*.eml"))

@@ -28,8 +28,8 @@ from digests import DigestIssue, DigestPost, build_mime_digest, build_plain_dige
 from digests.issue import html_to_text, period_key, read_message
 from listserv.config import Settings
 from listserv.forum import build_parts
+from listserv.mail.rawmime import CRLF, LINE_END, read_content, split_entity, split_parts
 from listserv.mail.templates import MailTemplates
-from listserv.outgoing.decorate import CRLF, LINE_END, read_content, split_entity, split_parts
 from listserv.outgoing.publish import Publisher
 from listserv.store.db import utc_now
 from listserv.store.models import Delivery, Held, Member, Post, SentDigest, Subscription, Topic

@@ -293,7 +293,7 @@ def test_attachment_names_are_safe() -> None:
     view = read_message(raw)
     assert names(view)[:3] == ["photogpj.exe", "attachment-3.pdf", "xy_.txt"]
     assert len(names(view)[3]) <= 150 and names(view)[3].endswith(".pdf")
-    assert names(view)[4] == "café.pdf"  # raw UTF-8, no RFC 2231: common, and message._filename raises on it
+    assert names(view)[4] == "café.pdf"  # raw UTF-8, no RFC 2231: common, and mail.text.filename raises on it
     bad_type = attachment(raw, 4)
     assert bad_type is not None and bad_type.content_type == "application/octet-stream"
 

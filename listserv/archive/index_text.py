@@ -5,13 +5,13 @@ words a query matched. Pure functions; ``search.py`` owns the database side."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from listserv.mail.message import Post as ParsedPost
 from listserv.mail.message import parse_post
+from listserv.mail.text import fold
 
 # A word as both tokenisers see it once we have folded the text. Chinese and Japanese are not written
 # with spaces: each of their characters is a word, and a query for several is a phrase.
@@ -39,12 +39,6 @@ class Document:
     subject: str
     body: str
     sender: str
-
-
-def fold(text: str) -> str:
-    """Lowercase without accents: "Réunion" → "reunion"."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
 
 
 def index_words(text: str) -> str:

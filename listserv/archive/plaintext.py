@@ -1,6 +1,6 @@
-"""Plain-text mail for display: RFC 3676 flowed text undone, quoted runs and the signature told apart,
-links found. Text is not escaped here: the template gets blocks of lines of (text, url) segments and
-escapes them."""
+"""Plain-text mail for display (flowed text is undone before, by ``mail.text.unflow``): quoted runs and
+the signature told apart, links found. Text is not escaped here: the template gets blocks of lines of
+(text, url) segments and escapes them."""
 
 from __future__ import annotations
 
@@ -23,28 +23,6 @@ BlockKind = Literal["text", "quote", "signature"]  # quote: folded in <details>;
 class Block:
     kind: BlockKind
     lines: tuple[Line, ...]
-
-
-def unflow(lines: list[str], delsp: bool) -> list[str]:
-    """RFC 3676: join soft-broken lines (trailing space) of the same quote depth into one."""
-    out: list[str] = []
-    paragraph, paragraph_depth = "", -1  # -1: no paragraph open
-    for raw in lines:
-        depth = len(raw) - len(raw.lstrip(">"))
-        line = raw[depth + 1 :] if raw[depth : depth + 1] == " " else raw[depth:]  # undo space-stuffing
-        flowed = line.endswith(" ") and line != "-- "  # the signature separator is never flowed
-        if paragraph_depth not in (-1, depth):  # a depth change ends a paragraph
-            out.append(_quoted(paragraph, paragraph_depth))
-            paragraph = ""
-        paragraph, paragraph_depth = paragraph + (line[:-1] if flowed and delsp else line), depth
-        if not flowed:
-            out.append(_quoted(paragraph, depth))
-            paragraph, paragraph_depth = "", -1
-    return out if paragraph_depth == -1 else [*out, _quoted(paragraph, paragraph_depth)]
-
-
-def _quoted(line: str, depth: int) -> str:
-    return f"{'>' * depth} {line}" if depth else line
 
 
 def blocks(lines: list[str]) -> tuple[Block, ...]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from listserv.archive import index
 from listserv.mail.message import Post as ParsedPost
 from listserv.mail.message import parse_post
-from listserv.outgoing.decorate import strip_prefix
+from listserv.mail.subjects import subject_key
 from listserv.store.models import Post, Received
 
 SUBJECT_THREAD_DAYS = 30
@@ -30,10 +30,6 @@ def message_url(base_url: str, list_name: str, message_id: str) -> str:
 
 def list_url(base_url: str, list_name: str) -> str:
     return f"{base_url.rstrip('/')}/lists/{list_name}/"
-
-
-def subject_key(subject: str, prefix: str) -> str:
-    return " ".join(strip_prefix(subject, prefix).lower().split())[:300]
 
 
 def archive_message(

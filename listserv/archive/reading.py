@@ -1,10 +1,11 @@
 """Raw archived bytes → what a reader sees: decoded headers, text blocks, sanitised HTML, attachments.
 
-Pure and defensive like ``message.py``, whose helpers and ``compat32`` parsing it reuses: bad mail becomes
-``defects``, never an exception. Text is not escaped here — the template gets structures (blocks, lines,
-link segments) and escapes them; HTML is sanitised here with nh3 and returned as a ``str`` for ``Markup``.
-Parts are numbered 1, 2, 3… over the leaves of the MIME tree in document order (a message/rfc822 part is
-one leaf), by the same code in ``read_message`` and ``attachment``: attachment URLs stay stable.
+Pure and defensive like ``message.py``, whose ``compat32`` parsing and ``mail.text`` helpers it reuses:
+bad mail becomes ``defects``, never an exception. Text is not escaped here — the template gets structures
+(blocks, lines, link segments) and escapes them; HTML is sanitised here with nh3 and returned as a
+``str`` for ``Markup``. Parts are numbered 1, 2, 3… over the leaves of the MIME tree in document order
+(a message/rfc822 part is one leaf), by the same code in ``read_message`` and ``attachment``: attachment
+URLs stay stable.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from email.utils import collapse_rfc2231_value, getaddresses
 from typing import NamedTuple
 
 from listserv.archive.mailhtml import AttachmentUrl, html_text, sanitise_html
-from listserv.archive.plaintext import Block, blocks, unflow
-from listserv.mail.message import _decode_bytes, _decode_header, _filename, _first_id, _parse_date, _payload
+from listserv.archive.plaintext import Block, blocks
+from listserv.mail.message import first_id
+from listserv.mail.text import decode_bytes, decode_header, filename, parse_date, payload, unflow
 
 MAX_DEPTH = 64  # deeper MIME nesting is shown as one opaque part
 MAX_DISPLAY_CHARS = 1_000_000  # the raw message stays downloadable; a page need not hold more
@@ -170,10 +172,10 @@ def _headers(message: Message, defects: list[str]) -> Headers:
         sender=senders[0] if senders else None,
         to=_addresses(raw.get("to", ""), defects),
         cc=_addresses(raw.get("cc", ""), defects),
-        date=_parse_date(raw.get("date"), defects),
+        date=parse_date(raw.get("date"), defects),
         subject=_text(raw.get("subject", ""), defects),
-        message_id=_first_id(raw.get("message-id")),
-        in_reply_to=_first_id(raw.get("in-reply-to")),
+        message_id=first_id(raw.get("message-id")),
+        in_reply_to=first_id(raw.get("in-reply-to")),
         list_id=_text(raw["list-id"], defects) if "list-id" in raw else None,
     )
 
@@ -181,7 +183,7 @@ def _headers(message: Message, defects: list[str]) -> Headers:
 def _text(value: str, defects: list[str]) -> str:
     if value.isascii() and "=?" not in value:  # most headers: skip the RFC 2047 machinery
         return " ".join(value.replace("\x00", "").split())
-    return _decode_header(value, defects)
+    return decode_header(value, defects)
 
 
 def _addresses(value: str, defects: list[str]) -> tuple[Address, ...]:
@@ -211,7 +213,7 @@ def _leaves(message: Message, defects: list[str]) -> list[_Leaf]:
                 stack.extend((child, depth + 1) for child in reversed(children))
                 continue
             defects.append("NestingTooDeep")
-        leaves.append(_Leaf(part, content_type, _filename(part, defects)))
+        leaves.append(_Leaf(part, content_type, filename(part, defects)))
     return leaves
 
 
@@ -235,7 +237,7 @@ def _body_indexes(leaves: list[_Leaf]) -> tuple[int | None, int | None]:
 
 def _part_bytes(part: Message, defects: list[str]) -> bytes:
     if not isinstance(part.get_payload(), list):
-        return _payload(part, defects)
+        return payload(part, defects)
     # message/*: serialise the enclosed message(s), then drop this part's own header block.
     buffer = io.BytesIO()
     try:
@@ -253,22 +255,22 @@ def _param(part: Message, name: str) -> str:
 
 
 def _decode_text(part: Message, defects: list[str]) -> str:
-    data, charset = _payload(part, defects), part.get_content_charset()
+    data, charset = payload(part, defects), part.get_content_charset()
     if charset:
         try:
             text = data.decode(charset).replace("\x00", "")
         except (LookupError, UnicodeError):
             defects.append(f"UndecodableCharset: {charset[:40]}")
-            text = _decode_bytes(data, None)
+            text = decode_bytes(data, None)
     else:
-        text = _decode_bytes(data, None)
+        text = decode_bytes(data, None)
     if len(text) > MAX_DISPLAY_CHARS:
         defects.append("TruncatedForDisplay")
     return text[:MAX_DISPLAY_CHARS]
 
 
 def _safe_filename(name: str, index: int, content_type: str) -> str:
-    # _filename already kept the last path element; drop control and bidi-override characters (a
+    # text.filename already kept the last path element; drop control and bidi-override characters (a
     # right-to-left override makes "gpj.exe" look like "exe.jpg"), characters filesystems refuse, and
     # leading dots (hidden files, "..").
     name = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")

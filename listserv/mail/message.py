@@ -8,19 +8,16 @@ this module raises on bad mail: what is wrong becomes a ``defects`` entry that m
 
 from __future__ import annotations
 
-import codecs
 import email
 import email.policy
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.errors import MessageError
-from email.header import decode_header, make_header
+from datetime import datetime
 from email.message import Message
-from email.utils import parsedate_to_datetime
 
 from listserv.mail.addresses import parse_mailboxes
+from listserv.mail.text import decode_bytes, decode_header, filename, parse_date, payload
 
 MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
@@ -93,7 +90,7 @@ def parse_post(raw: bytes) -> Post:
     defects: list[str] = []
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     defects += [type(defect).__name__ for defect in message.defects]
-    headers = tuple((str(key), _decode_header(value, defects)) for key, value in message.raw_items())
+    headers = tuple((str(key), decode_header(value, defects)) for key, value in message.raw_items())
     post_headers = {key.lower(): value for key, value in reversed(headers)}  # first occurrence wins
     senders = parse_mailboxes(post_headers.get("from", ""))
     if not senders:
@@ -104,9 +101,9 @@ def parse_post(raw: bytes) -> Post:
         sender=senders[0][1] if senders else "",
         sender_name=senders[0][0] if senders else "",
         subject=post_headers.get("subject", ""),
-        date=_parse_date(post_headers.get("date"), defects),
+        date=parse_date(post_headers.get("date"), defects),
         language=(post_headers.get("content-language") or "").split(",")[0].strip().lower() or None,
-        in_reply_to=_first_id(post_headers.get("in-reply-to")),
+        in_reply_to=first_id(post_headers.get("in-reply-to")),
         references=tuple(MSGID_TOKEN.findall(post_headers.get("references", "")))[-100:],
         text=text[:MAX_TEXT_CHARS],
         attachments=tuple(attachments),
@@ -115,39 +112,12 @@ def parse_post(raw: bytes) -> Post:
     )
 
 
-def _decode_header(value: object, defects: list[str]) -> str:
-    """An RFC 2047 header value → text; raw 8-bit bytes are read as UTF-8, else Latin-1."""
-    if not isinstance(value, str):
-        value = str(value)
-    if any("\udc80" <= char <= "\udcff" for char in value):
-        # compat32 smuggles undecodable 8-bit bytes as surrogates: recover them. Other non-ASCII
-        # (U+FFFD, say) may sit beside them, so encode as UTF-8, not ASCII.
-        value = _decode_bytes(value.encode("utf-8", "surrogateescape"), "utf-8")
-    try:
-        text = str(make_header(decode_header(value)))
-    except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
-        defects.append("UndecodableHeader")
-        text = value
-    return " ".join(text.replace("\x00", "").split())
-
-
-def _first_id(value: str | None) -> str | None:
+def first_id(value: str | None) -> str | None:
+    """The first ``<id>`` token of In-Reply-To or Message-ID, bounded in length; None when there is none."""
     if not value:
         return None
     match = MSGID_TOKEN.search(value)
     return _bounded_id(match.group(0)) if match else None
-
-
-def _parse_date(value: str | None, defects: list[str]) -> datetime | None:
-    if not value:
-        defects.append("MissingDate")
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        defects.append("InvalidDate")
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _read_body(message: Message, defects: list[str]) -> tuple[str, list[Attachment]]:
@@ -158,64 +128,12 @@ def _read_body(message: Message, defects: list[str]) -> tuple[str, list[Attachme
         if part.is_multipart():
             continue
         content_type = part.get_content_type()
-        filename = _filename(part, defects)
-        payload = _payload(part, defects)
-        if filename or part.get_content_disposition() == "attachment":
-            attachments.append(Attachment(filename or "", content_type, len(payload)))
+        name = filename(part, defects)
+        data = payload(part, defects)
+        if name or part.get_content_disposition() == "attachment":
+            attachments.append(Attachment(name or "", content_type, len(data)))
         elif content_type == "text/plain" and text is None:
-            text = _decode_bytes(payload, part.get_content_charset())
+            text = decode_bytes(data, part.get_content_charset())
         elif content_type == "text/html" and html is None:
-            html = _decode_bytes(payload, part.get_content_charset())
+            html = decode_bytes(data, part.get_content_charset())
     return (text if text is not None else html or ""), attachments
-
-
-def _payload(part: Message, defects: list[str]) -> bytes:
-    try:
-        payload = part.get_payload(decode=True)
-    except (ValueError, TypeError, LookupError, AssertionError):
-        defects.append("UndecodablePayload")
-        payload = None
-    if isinstance(payload, bytes):
-        return payload
-    raw = part.get_payload()
-    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
-
-
-def _filename(part: Message, defects: list[str]) -> str:
-    try:
-        name = part.get_filename()
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        defects.append("UndecodableFilename")
-        return ""
-    if name and "\ufffd" in name:
-        name = _raw_filename(part) or name
-    if not name:
-        return ""
-    # Only the last path element: a filename is never a path (``../../etc/passwd``).
-    return _decode_header(name, defects).replace("\\", "/").rsplit("/", 1)[-1]
-
-
-def _raw_filename(part: Message) -> str | None:
-    """compat32 hands over a raw 8-bit name ("café.pdf" unencoded, common) with U+FFFD in place of its
-    bytes: read it again from the raw headers, as UTF-8, else Latin-1."""
-    fixed = Message()
-    try:
-        for key, value in part.raw_items():
-            if key.lower() in ("content-type", "content-disposition"):
-                fixed[key] = _decode_bytes(str(value).encode("utf-8", "surrogateescape"), "utf-8")
-        return fixed.get_filename()
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        return None
-
-
-def _decode_bytes(data: bytes, charset: str | None) -> str:
-    """Declared charset, else UTF-8, else Latin-1 (which cannot fail)."""
-    for candidate in (charset, "utf-8"):
-        if not candidate:
-            continue
-        try:
-            codecs.lookup(candidate)
-            return data.decode(candidate).replace("\x00", "")
-        except (LookupError, UnicodeError):
-            continue
-    return data.decode("latin-1").replace("\x00", "")

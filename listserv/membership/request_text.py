@@ -1,10 +1,10 @@
 """Mail to ``<list>-request@`` → the requests it makes. Pure: bytes in, a ``RequestReading`` out.
 
 Like Mailman, one command may stand in the Subject ("subscribe", "Re: unsubscribe") and the body holds
-one command per line. Only the sender's own lines count (``reply.own_lines``: quoted text, attributions,
-signatures and mobile footers are cut away). Reading stops after ``MAX_COMMANDS`` commands, and at the
-first line that is not a command once a command was seen ("Thanks" under the commands). A message with
-no command asks for help.
+one command per line. Only the sender's own lines count (``mail.own_text.own_lines``: quoted text,
+attributions, signatures and mobile footers are cut away). Reading stops after ``MAX_COMMANDS`` commands,
+and at the first line that is not a command once a command was seen ("Thanks" under the commands). A
+message with no command asks for help.
 
 Words come from ``templates/mail/<lang>/requests.yaml``; ``vocabulary_from`` merges the catalogues of
 several languages, so every configured language works on every list. Words are compared folded
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.header import decode_header, make_header
@@ -24,7 +23,8 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Literal, get_args
 
-from listserv.moderation.reply_text import own_lines
+from listserv.mail.own_text import own_lines
+from listserv.mail.text import fold
 
 Verb = Literal[
     "help", "subscribe", "unsubscribe", "digest", "nomail", "mail", "language", "whoami", "confirm"
@@ -161,7 +161,7 @@ def _read_subject(subject: str, words: _Words) -> tuple[Request | None, str | No
     if isinstance(found, Request):
         return found, None
     for match in TOKEN_AFTER_WORD.finditer(text):
-        if _fold(match[1]) in words.confirm:
+        if fold(match[1]) in words.confirm:
             return Request("confirm", match[2]), None
     return None, text if found == "malformed" else None
 
@@ -184,7 +184,7 @@ def _match_verb(line: str, words: _Words) -> tuple[Verb, str] | None:
     apostrophes), and the text after it."""
     tokens = list(_leading_words(line, words.longest))
     for count in range(len(tokens), 0, -1):
-        verb = words.phrases.get(tuple(_fold(token[0]) for token in tokens[:count]))
+        verb = words.phrases.get(tuple(fold(token[0]) for token in tokens[:count]))
         if verb is not None:
             return verb, line[tokens[count - 1].end() :]
     return None
@@ -204,7 +204,7 @@ def _argument(verb: Verb, rest: str, periods: Mapping[str, str], token: str) -> 
     """The normalised argument ("" for verbs that take none); None when it is missing or wrong."""
     chunk = rest.split(maxsplit=1)[0].rstrip(ARGUMENT_END) if rest.split() else ""
     if verb == "digest":
-        return periods.get(_fold(chunk)) if chunk else "daily"
+        return periods.get(fold(chunk)) if chunk else "daily"
     if verb == "language":
         match = LANGUAGE_CODE.fullmatch(chunk.lower())
         return match[1] if match else None
@@ -230,12 +230,12 @@ def _subject(raw: bytes) -> str:
 
 
 def _compile(vocabulary: Mapping[str, Verb], periods: Mapping[str, str]) -> _Words:
-    phrases = {tuple(WORD.findall(_fold(word))): verb for word, verb in vocabulary.items() if verb in VERBS}
+    phrases = {tuple(WORD.findall(fold(word))): verb for word, verb in vocabulary.items() if verb in VERBS}
     phrases.pop((), None)
     return _Words(
         phrases=phrases,
         longest=max(map(len, phrases), default=1),
-        periods={_fold(word): period for word, period in periods.items()},
+        periods={fold(word): period for word, period in periods.items()},
         confirm=frozenset(
             words[0] for words, verb in phrases.items() if verb == "confirm" and len(words) == 1
         ),
@@ -246,14 +246,8 @@ def _word_count(text: str) -> int:
     return sum(1 for chunk in text.split() if WORD.search(chunk))
 
 
-def _fold(text: str) -> str:
-    """Case- and accent-insensitive form: 'Désabonner' and 'desabonner', 'QUIÉN' and 'quien' match."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
-
-
 def _fold_phrase(text: str) -> str:
-    return " ".join(_fold(text).split())
+    return " ".join(fold(text).split())
 
 
 def _period(key: object) -> str:

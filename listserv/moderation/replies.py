@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.mail.message import Post
+from listserv.mail.own_text import own_lines
 from listserv.mail.templates import MailTemplates
 from listserv.moderation.audit import AuditEntry
 from listserv.moderation.codes import find_held
 from listserv.moderation.proposals import Proposals, translation_from
 from listserv.moderation.queue import ACTION_OF, Moderation
-from listserv.moderation.reply_text import Action, Command, find_code, own_lines, read_reply
+from listserv.moderation.reply_text import Action, Command, find_code, read_reply
 from listserv.moderation.rules import Submission, fails_authenticity, is_automatic, looks_like_loop
 from listserv.moderation.vocabulary import command_words, standalone_words, vocabulary
 from listserv.outgoing.notices import Notifier

@@ -1,46 +1,50 @@
 """The copy members receive (step 8): list headers (RFC 2369, 2919, 8058, 5064), subject prefix, footer in
 the list's language, DMARC mitigation. Pure: bytes in, bytes out; the archived bytes are never touched.
 
-The message is edited as bytes, not re-serialised: the header block field by field, and only the MIME
-part that receives the footer is decoded and re-encoded; every other byte (attachments, signed entities,
-forwarded messages) is copied as received. What cannot be edited safely — signed or encrypted content,
-an unknown charset or transfer encoding, broken MIME — is kept whole as the first part of a new
-multipart/mixed whose second part is the footer. Nothing here raises on bad mail.
+The message is edited as bytes with ``mail.rawmime``, not re-serialised: the header block field by field,
+and only the MIME part that receives the footer is decoded and re-encoded; every other byte (attachments,
+signed entities, forwarded messages) is copied as received. What cannot be edited safely — signed or
+encrypted content, an unknown charset or transfer encoding, broken MIME — is kept whole as the first part
+of a new multipart/mixed whose second part is the footer. Nothing here raises on bad mail.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import email
-import email.policy
-import email.quoprimime
 import hashlib
 import logging
 import re
 from dataclasses import dataclass, replace
-from email.errors import MessageError
-from email.header import Header, decode_header, make_header
-from email.message import Message
-from email.utils import formataddr, getaddresses
+from email.header import Header
 from typing import Literal
 
 from listserv.mail.message import find_message_id
+from listserv.mail.rawmime import (
+    CONTROL,
+    CRLF,
+    LINE_END,
+    Content,
+    Entity,
+    address_field,
+    content_type_field,
+    decode_transfer,
+    encode_transfer,
+    field_name,
+    fold_items,
+    header_text,
+    mailboxes,
+    read_content,
+    split_entity,
+    split_parts,
+    subject_field,
+)
+from listserv.mail.subjects import prefix_subject
 
 log = logging.getLogger(__name__)
 
-CRLF = b"\r\n"
-LINE_END = re.compile(rb"\r\n|\r|\n")
-HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]|From ")  # what the stdlib's parser takes for one
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-MARKER = re.compile(r"(re|fwd?|aw|wg|tr|rv|res|sv|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
-BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*(?:\r\n|$))")
 INJECTED = {"archived-at", "precedence", "return-path", "delivered-to", "x-original-to", "x-original-from"}
 DMARC_KEEP = {"to", "cc", "reply-to", "date", "message-id", "in-reply-to", "references", "subject", "x-loop"}
 EDITABLE = ("multipart/alternative", "multipart/mixed", "multipart/related")  # not signed, not encrypted
 MAX_DEPTH = 8
-MAX_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -63,31 +67,6 @@ class Decoration:
     loop_marker: str  # X-Loop value
 
 
-@dataclass(frozen=True)
-class Entity:
-    """A message or a MIME part: raw header fields (continuation lines and CRLF included), then a body."""
-
-    fields: tuple[bytes, ...]
-    body: bytes
-
-    def first(self, name: str) -> bytes | None:
-        """The raw value of the first field called ``name`` (lower case), folding kept."""
-        return next((f.split(b":", 1)[1][:-2] for f in self.fields if field_name(f) == name), None)
-
-    def without(self, *names: str) -> Entity:
-        return replace(self, fields=tuple(f for f in self.fields if field_name(f) not in names))
-
-    def set(self, name: str, field: bytes) -> Entity:
-        """Replace the first field called ``name`` in place (dropping any others), or append it."""
-        names = [field_name(f) for f in self.fields]
-        at = names.index(name) if name in names else len(names)
-        kept = tuple(f for f, n in zip(self.fields, names, strict=True) if n != name)
-        return replace(self, fields=(*kept[:at], field, *kept[at:]))
-
-    def to_bytes(self) -> bytes:
-        return b"".join(self.fields) + CRLF + self.body
-
-
 def decorate(raw: bytes, decoration: Decoration) -> bytes:
     data = LINE_END.sub(CRLF, raw)
     original = split_entity(data)
@@ -98,68 +77,6 @@ def decorate(raw: bytes, decoration: Decoration) -> bytes:
         message = add_footer_or_wrap(original, decoration, data)
     message = set_subject(set_list_fields(message, decoration), decoration.subject_prefix)
     return set_sender_fields(message, original, decoration, munged).to_bytes()
-
-
-def strip_prefix(subject: str, prefix: str) -> str:
-    """The subject without reply markers and list prefixes: 'Re: [TA-EN] Re: [TA-EN] x' → 'x'."""
-    return _split_subject(subject, prefix)[1]
-
-
-def prefix_subject(subject: str, prefix: str) -> str:
-    """'x' → '[TA-EN] x'; 'Re: [TA-EN] Re: x' → 'Re: [TA-EN] x'; the first marker is kept as written."""
-    marker, rest = _split_subject(subject, prefix)
-    return " ".join(part for part in (marker, prefix, rest) if part)
-
-
-def _split_subject(subject: str, prefix: str) -> tuple[str, str]:
-    marker, rest = "", " ".join(subject.split())
-    while True:
-        if prefix and rest.lower().startswith(prefix.lower()):
-            rest = rest[len(prefix) :].lstrip()
-        elif match := MARKER.match(rest):
-            marker, rest = marker or match.group(1) + ":", rest[match.end() :]
-        else:
-            return marker, rest
-
-
-def field_name(field: bytes) -> str:
-    return field.split(b":", 1)[0].strip().lower().decode("latin-1") if b":" in field else ""
-
-
-def split_entity(data: bytes) -> Entity:
-    """Fields up to the blank line; a line that is no header starts the body, as in the stdlib parser,
-    which also skips mbox "From " lines and a continuation line before any field."""
-    fields: list[bytes] = []
-    position = 0
-    while position < len(data):
-        end = data.find(CRLF, position)
-        end = len(data) if end < 0 else end + 2
-        line = data[position:end]
-        if line == CRLF or not HEADER_LINE.match(line):
-            return Entity(tuple(fields), data[end if line == CRLF else position :])
-        line = line if line.endswith(CRLF) else line + CRLF
-        if line[:1] in b" \t" and fields:
-            fields[-1] += line
-        elif line[:1] not in b" \t" and not line.startswith(b"From "):
-            fields.append(line)
-        position = end
-    return Entity(tuple(fields), b"")
-
-
-def header_text(value: bytes) -> str:
-    """A raw header value → text: RFC 2047 decoded, raw 8-bit read as UTF-8 (else Latin-1), on one line."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = value.decode("latin-1")
-    with contextlib.suppress(LookupError, UnicodeError, ValueError, AssertionError, MessageError):
-        text = str(make_header(decode_header(text)))
-    return " ".join(CONTROL.sub(" ", text).split())
-
-
-def fold_items(name: str, items: list[str]) -> bytes:
-    separator = ", " if len(name) + sum(len(item) + 2 for item in items) <= 76 else ",\r\n "
-    return f"{name}: {separator.join(items)}".encode() + CRLF
 
 
 def list_id(decoration: Decoration) -> bytes:
@@ -209,32 +126,6 @@ def set_subject(message: Entity, prefix: str) -> Entity:
     return message.set("subject", subject_field(wanted))
 
 
-def subject_field(text: str) -> bytes:
-    """RFC 2047 for just the words that need it (the stdlib's folder); its plainer encoder when that fails."""
-    policy = email.policy.SMTP
-    try:
-        return policy.header_factory("Subject", text).fold(policy=policy).encode("ascii")
-    except (LookupError, UnicodeError, ValueError, MessageError):
-        encoded = Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
-        return b"Subject: " + encoded.encode() + CRLF
-
-
-def mailboxes(value: bytes | None) -> list[tuple[str, str]]:
-    """(decoded display name, address) pairs that have an address."""
-    text = (value or b"").decode("utf-8", "replace").replace("\r\n", "")
-    return [(header_text(name.encode()), addr) for name, addr in getaddresses([text]) if "@" in addr]
-
-
-def address_field(name: str, pairs: list[tuple[str, str]]) -> bytes:
-    formatted = []
-    for display, addr in pairs:
-        try:
-            formatted.append(formataddr((display[:MAX_NAME], addr), charset="utf-8"))
-        except UnicodeError:  # an RFC 6531 address: written as it came, its name dropped
-            formatted.append(f"<{addr}>")
-    return f"{name}: ".encode() + ",\r\n ".join(formatted).encode() + CRLF
-
-
 def set_sender_fields(message: Entity, original: Entity, decoration: Decoration, munged: bool) -> Entity:
     """From (munged for DMARC when asked), X-Original-From, and Reply-To per the list's policy: the
     sender's own Reply-To is kept, the list added after it."""
@@ -258,28 +149,6 @@ def set_sender_fields(message: Entity, original: Entity, decoration: Decoration,
     if theirs is not None:
         field = b"Reply-To:" + theirs + b",\r\n " + field.split(b":", 1)[1].lstrip()
     return message.set("reply-to", field)
-
-
-@dataclass(frozen=True)
-class Content:
-    kind: str  # "text/plain"…; "" when the declared Content-Type cannot be read
-    boundary: bytes | None
-    charset: str
-    inline: bool
-
-
-def read_content(entity: Entity) -> Content:
-    wanted = b"".join(f for f in entity.fields if field_name(f) in ("content-type", "content-disposition"))
-    headers = email.message_from_bytes(wanted + CRLF, policy=email.policy.compat32)
-    kind, boundary, named = headers.get_content_type(), headers.get_boundary(), True
-    with contextlib.suppress(LookupError, UnicodeError, ValueError):
-        named = bool(headers.get_filename())
-    return Content(
-        kind=kind if str(headers.get("content-type", kind)).split(";")[0].strip().lower() == kind else "",
-        boundary=boundary.encode("ascii", "replace") if boundary else None,
-        charset=headers.get_content_charset() or "us-ascii",
-        inline=headers.get_content_disposition() != "attachment" and not named,
-    )
 
 
 def add_footer_or_wrap(message: Entity, decoration: Decoration, seed: bytes) -> Entity:
@@ -315,20 +184,6 @@ def add_footer(entity: Entity, decoration: Decoration, depth: int) -> Entity | N
             return None
         body, edited = body[:start] + new.to_bytes() + body[end:], edited + 1
     return replace(entity, body=body) if edited else None
-
-
-def split_parts(body: bytes, boundary: bytes) -> list[tuple[int, int]] | None:
-    """Byte spans of the body parts (RFC 2046 §5.1.1); None without a closing delimiter."""
-    delimiter = re.compile(rb"(?:^|\r\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r\n|$)")
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    for match in delimiter.finditer(body):
-        if start is not None:
-            spans.append((min(start, match.start()), match.start()))
-        if match.group(1):
-            return spans
-        start = match.end() + 2
-    return None
 
 
 def add_text_footer(entity: Entity, content: Content, decoration: Decoration) -> Entity | None:
@@ -375,36 +230,6 @@ def insert_html(html: str, footer: str) -> str:
     lowered = html.lower()
     at = next((i for i in (lowered.rfind("</body"), lowered.rfind("</html")) if i >= 0), len(html))
     return html[:at] + "\n" + footer.replace("\r\n", "\n").strip("\n") + "\n" + html[at:]
-
-
-def decode_transfer(body: bytes, transfer: str) -> bytes | None:
-    """Payload bytes; None for an unknown or damaged encoding (editing it would corrupt it)."""
-    if transfer in ("", "7bit", "8bit", "binary"):
-        return body
-    if transfer == "quoted-printable":
-        return None if BAD_QP.search(body) else binascii.a2b_qp(body)
-    with contextlib.suppress(binascii.Error):
-        return base64.b64decode(re.sub(rb"\s+", b"", body), validate=True) if transfer == "base64" else None
-    return None
-
-
-def encode_transfer(data: bytes, transfer: str) -> tuple[str, bytes]:
-    """Text with LF line ends → (encoding, CRLF wire form): the same encoding unless the lines are too
-    long or 8-bit where only 7-bit was declared; then quoted-printable."""
-    if transfer == "base64":
-        return transfer, base64.encodebytes(data.replace(b"\n", CRLF)).replace(b"\n", CRLF)
-    fits = max(len(line) for line in data.split(b"\n")) <= 998
-    if transfer != "quoted-printable" and fits and (data.isascii() or transfer in ("8bit", "binary")):
-        return transfer, data.replace(b"\n", CRLF)
-    encoded = email.quoprimime.body_encode(data.decode("latin-1"), maxlinelen=76, eol="\r\n")
-    return "quoted-printable", encoded.encode("ascii")
-
-
-def content_type_field(entity: Entity, charset: str) -> bytes:
-    headers = Message()
-    headers["Content-Type"] = header_text(entity.first("content-type") or b"") or "text/plain"
-    headers.set_param("charset", charset)
-    return fold_items("Content-Type", [str(headers["Content-Type"])])
 
 
 def wrap_footer(message: Entity, footer: str, seed: bytes) -> Entity:
