@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from listserv.mail.rawmime import header_text
 from listserv.mail.subjects import strip_prefix
+from listserv.weekly.calendar import iso_week
 
 Period = Literal["daily", "weekly"]
 Format = Literal["mime", "plain"]
@@ -77,12 +78,6 @@ def period_key(period: Period, now: datetime, timezone: str) -> str:
     if period == "daily":
         return local.isoformat()
     return iso_week(now, timezone)
-
-
-def iso_week(now: datetime, timezone: str) -> str:
-    """``2026-W48``: the form of ``Topic.week``."""
-    year, week, _ = now.astimezone(ZoneInfo(timezone)).date().isocalendar()
-    return f"{year}-W{week:02d}"
 
 
 def group_threads(posts: tuple[DigestPost, ...], prefix: str = "") -> list[Thread]:

@@ -38,14 +38,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digests.build import build_mime_digest, build_plain_digest, digest_message_id
-from digests.issue import DigestIssue, DigestPost, Format, Period, iso_week, period_key, read_message
-from listserv.archive.posts import list_url, message_url
+from digests.issue import DigestIssue, DigestPost, Format, Period, period_key, read_message
+from listserv.archive.urls import digest_url, message_url
 from listserv.config import MailingList, Settings
 from listserv.mail.addresses import Kind
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.publish import Publisher
 from listserv.store.models import Delivery, Member, Post, SentDigest, Subscription, Topic
 from listserv.store.models import MailingList as ListRow
+from listserv.weekly.calendar import iso_week
 
 log = logging.getLogger(__name__)
 FORMATS: tuple[Format, ...] = ("mime", "plain")
@@ -95,9 +96,9 @@ def send_issue(
         log.info("%s digest %s of %s (%s): %s, nothing sent", period, key, name, fmt, why)
         return 0
     issue = make_issue(session, settings, publisher, mailing_list, (period, fmt, key), now, posts)
-    digest_url = f"{list_url(settings.site.base_url, name)}digest/{period}/{key}"
+    url = digest_url(settings.site.base_url, name, period, key)
     built = BUILDERS[fmt](issue, publisher.templates)
-    row.raw = decorate(built, publisher.digest_decoration(mailing_list, digest_url))
+    row.raw = decorate(built, publisher.digest_decoration(mailing_list, url))
     row.post_count = len(posts)
     session.flush()
     queue_deliveries(session, publisher, mailing_list, row.id, recipients, now)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from listserv.archive.posts import archive_raw, message_url
+from listserv.archive.posts import archive_raw
+from listserv.archive.urls import message_url
 from listserv.config import Settings
 from listserv.store.models import SentDigest, SentPrompt, Topic
 from tests.conftest import WebClient, add_members, set_password

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.archive.posts import archive_raw, message_url
+from listserv.archive.posts import archive_raw
+from listserv.archive.urls import message_url
 from listserv.config import Settings
 from listserv.store.directory import remove_member
 from listserv.store.models import Member

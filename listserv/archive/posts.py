@@ -9,7 +9,6 @@ list with the same subject once reply markers and the list prefix are stripped, 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,15 +20,6 @@ from listserv.mail.subjects import subject_key
 from listserv.store.models import Post, Received
 
 SUBJECT_THREAD_DAYS = 30
-
-
-def message_url(base_url: str, list_name: str, message_id: str) -> str:
-    """``https://…/lists/ta-en/message/abc%40example.org`` — what ``Archived-At`` points to."""
-    return f"{list_url(base_url, list_name)}message/{quote(message_id.strip('<>'), safe='@')}"
-
-
-def list_url(base_url: str, list_name: str) -> str:
-    return f"{base_url.rstrip('/')}/lists/{list_name}/"
 
 
 def archive_message(

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from listserv.archive.urls import list_url, protocol_url
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import Post
@@ -221,7 +222,7 @@ class Requests:
     def send_welcome(self, session: Session, list_name: str, address: str, name: str) -> None:
         """To a new member (imported, or a subscription approved): how the forum works, in its language."""
         language = self.settings.lists[list_name].language
-        base = self.settings.site.base_url.rstrip("/")
+        base = self.settings.site.base_url
         self.notifier.send(
             session,
             "member_welcome.txt",
@@ -229,8 +230,8 @@ class Requests:
             [address],
             {
                 "name": name,
-                "protocol_url": f"{base}/protocol/{language}",
-                "archive_url": f"{base}/lists/{list_name}/",
+                "protocol_url": protocol_url(base, language),
+                "archive_url": list_url(base, list_name),
                 **request_words(self.templates, language),
             },
         )

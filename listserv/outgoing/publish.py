@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from listserv.archive.posts import archive_message, archive_raw, list_url, message_url
+from listserv.archive.posts import archive_message, archive_raw
+from listserv.archive.urls import list_url, message_url, protocol_url, unsubscribe_url
 from listserv.config import MailingList, Settings
 from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import find_message_id, parse_post
@@ -66,8 +67,8 @@ class Publisher:
             "list_title": mailing_list.title,
             "list_address": self.book.address_of(mailing_list.name),
             "archive_url": list_url(base, mailing_list.name),
-            "unsubscribe_url": f"{list_url(base, mailing_list.name)}unsubscribe",  # the footer's link
-            "protocol_url": f"{base.rstrip('/')}/protocol/{mailing_list.language}",
+            "unsubscribe_url": unsubscribe_url(base, mailing_list.name),
+            "protocol_url": protocol_url(base, mailing_list.language),
             "request_address": self.book.address_of(mailing_list.name, Kind.REQUEST),
         }
         footer = {

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from listserv.archive import reading
-from listserv.archive.posts import message_url
+from listserv.archive.urls import message_url
 from listserv.config import MailingList
 from listserv.store.models import Post, SentDigest, SentPrompt, Topic
 from listserv.web import threads

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
 from listserv.archive.formats import FeedEntry, FeedInfo, atom_feed, mbox_chunks
-from listserv.archive.posts import list_url, message_url
 from listserv.archive.reading import read_message
+from listserv.archive.urls import list_url, message_url
 from listserv.config import MailingList
 from listserv.store.models import Post
 from listserv.web.access import load_feed_reader

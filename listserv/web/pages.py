@@ -14,7 +14,7 @@ from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
-from listserv.archive.posts import message_url
+from listserv.archive.urls import message_url
 from listserv.web.i18n import SOURCE, UiLanguage
 
 _current: contextvars.ContextVar[UiLanguage] = contextvars.ContextVar("ui_language")

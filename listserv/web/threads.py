@@ -64,7 +64,7 @@ class ThreadPage:
 
 
 def id_path(message_id: str) -> str:
-    """The Message-ID as it appears in our URLs (``listserv.archive.posts.message_url``): '@' kept."""
+    """The Message-ID as it appears in our URLs (``listserv.archive.urls.message_url``): '@' kept."""
     return quote(message_id.strip("<>"), safe="@")
 
 
