@@ -489,7 +489,7 @@ def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
     count (for ``check_text_sizes``)."""
     from sqlalchemy import insert, text
 
-    from listserv.store.models import Post
+    from listserv.store.models import ArchivedPost
 
     end = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
     started = time.perf_counter()
@@ -512,7 +512,7 @@ def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
             if row["id"] in sample:
                 counted[row["id"]] = text_bytes
         with engine.begin() as connection:
-            connection.execute(insert(Post), rows)
+            connection.execute(insert(ArchivedPost), rows)
         if (start + BATCH - 1) // step != (start - 1) // step:
             done = min(start + BATCH - 1, messages)
             progress(f"loaded {done:,} posts, {done / (time.perf_counter() - started):,.0f}/s")
@@ -545,10 +545,12 @@ def check_text_sizes(engine: Any, counted: dict[int, int]) -> str:
     from sqlalchemy import select
 
     from listserv.mail.message import parse_post
-    from listserv.store.models import Post
+    from listserv.store.models import ArchivedPost
 
     with engine.connect() as connection:
-        raws = connection.execute(select(Post.id, Post.raw).where(Post.id.in_(list(counted)))).all()
+        raws = connection.execute(
+            select(ArchivedPost.id, ArchivedPost.raw).where(ArchivedPost.id.in_(list(counted)))
+        ).all()
     parsed = 0
     for _post_id, raw in raws:
         post = parse_post(raw)
@@ -863,22 +865,27 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
     frequency ranks are log-uniform between 50 and 20,000 (from words in most posts to rare ones)."""
     from sqlalchemy import func, select
 
-    from listserv.store.models import Post
+    from listserv.store.models import ArchivedPost
 
     rng, count = random.Random(seed), requests + WARM_UP
     picked = [rng.randint(1, messages) for _ in range(2 * count)]
-    columns = (Post.id, Post.list_name, Post.message_id, Post.thread_id)
+    columns = (ArchivedPost.id, ArchivedPost.list_name, ArchivedPost.message_id, ArchivedPost.thread_id)
     with engine.connect() as connection:
-        rows = {row.id: row for row in connection.execute(select(*columns).where(Post.id.in_(set(picked))))}
+        rows = {
+            row.id: row
+            for row in connection.execute(select(*columns).where(ArchivedPost.id.in_(set(picked))))
+        }
         sizes = dict(
             connection.execute(
-                select(Post.thread_id, func.count())
-                .where(Post.thread_id.in_({row.thread_id for row in rows.values()}))
-                .group_by(Post.thread_id)
+                select(ArchivedPost.thread_id, func.count())
+                .where(ArchivedPost.thread_id.in_({row.thread_id for row in rows.values()}))
+                .group_by(ArchivedPost.thread_id)
             ).all()
         )
         threads_en = connection.scalar(
-            select(func.count()).where(Post.list_name == "ta-en", Post.id == Post.thread_id)
+            select(func.count()).where(
+                ArchivedPost.list_name == "ta-en", ArchivedPost.id == ArchivedPost.thread_id
+            )
         )
     last_page = max(1, math.ceil((threads_en or 0) / PAGE_SIZE))
     thread_paths, thread_sizes = [], {}

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from listserv.store import schema
 from listserv.store.db import make_engine
-from listserv.store.models import Post
+from listserv.store.models import ArchivedPost
 from listserv.web import threads
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -75,10 +75,10 @@ def seed(engine: Engine, count: int) -> None:
                 }
             )
             if len(rows) == 20_000:
-                connection.execute(insert(Post), rows)
+                connection.execute(insert(ArchivedPost), rows)
                 rows = []
         if rows:
-            connection.execute(insert(Post), rows)
+            connection.execute(insert(ArchivedPost), rows)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("VACUUM ANALYZE post" if engine.dialect.name != "sqlite" else "ANALYZE")
 
@@ -108,22 +108,22 @@ def explain(engine: Engine, label: str, statement: Any) -> None:
 
 def measure(engine: Engine) -> None:
     biggest = "ta-en"
-    latest = func.max(Post.archived_at)
+    latest = func.max(ArchivedPost.archived_at)
     grouped = (
-        select(Post.thread_id, func.count(), latest)
-        .where(Post.list_name == biggest)
-        .group_by(Post.thread_id)
+        select(ArchivedPost.thread_id, func.count(), latest)
+        .where(ArchivedPost.list_name == biggest)
+        .group_by(ArchivedPost.thread_id)
         .order_by(latest.desc())
         .limit(25)
     )
     walk = (
-        select(Post.archived_at, Post.thread_id)
-        .where(Post.list_name == biggest)
-        .order_by(Post.archived_at.desc(), Post.thread_id.desc())
+        select(ArchivedPost.archived_at, ArchivedPost.thread_id)
+        .where(ArchivedPost.list_name == biggest)
+        .order_by(ArchivedPost.archived_at.desc(), ArchivedPost.thread_id.desc())
         .limit(threads.WALK_BATCH)
     )
     with Session(engine) as session:
-        size = session.scalar(select(func.count()).where(Post.list_name == biggest))
+        size = session.scalar(select(func.count()).where(ArchivedPost.list_name == biggest))
         first = threads.recent_threads(session, biggest, 1)[0][0]
     print(f"  {biggest}: {size:,} posts")
     explain(engine, "grouping the whole list (not used)", grouped)

@@ -189,14 +189,14 @@ def seed(database_url: str, config: Path, members: int, posts: int) -> None:
     from listserv.admin.provision import initialise
     from listserv.config import load_settings
     from listserv.store.db import make_engine
-    from listserv.store.models import MailingList, Member, Post, Subscription
+    from listserv.store.models import ArchivedPost, ListRow, Member, Subscription
 
     settings = load_settings(config)
     engine = make_engine(database_url)
     initialise(engine, settings)
     rng = random.Random(20261123)
     with engine.begin() as connection:
-        lists = dict(connection.execute(select(MailingList.name, MailingList.id)).all())
+        lists = dict(connection.execute(select(ListRow.name, ListRow.id)).all())
         addresses = [f"reader{number:05d}@example.org" for number in range(members)]
         connection.execute(
             insert(Member),
@@ -240,7 +240,7 @@ def seed(database_url: str, config: Path, members: int, posts: int) -> None:
             at = start + timedelta(seconds=(number - 0.5) * 86_400 / posts)
             rows.append(compose(rng, number, list_name, at, parent))
         connection.execute(
-            insert(Post), [{k: v for k, v in row.items() if k != "root_subject"} for row in rows]
+            insert(ArchivedPost), [{k: v for k, v in row.items() if k != "root_subject"} for row in rows]
         )
     engine.dispose()
 

@@ -44,8 +44,7 @@ from listserv.config import MailingList, Settings
 from listserv.mail.addresses import Kind
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.publish import Publisher
-from listserv.store.models import Delivery, Member, Post, SentDigest, Subscription, Topic
-from listserv.store.models import MailingList as ListRow
+from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest, Subscription, Topic
 from listserv.weekly.calendar import iso_week
 
 log = logging.getLogger(__name__)
@@ -182,15 +181,22 @@ def digest_members(session: Session, list_name: str, period: str, fmt: str) -> l
 def load_posts(
     session: Session, settings: Settings, list_name: str, covered_from: datetime, covered_until: datetime
 ) -> list[DigestPost]:
-    columns = (Post.id, Post.message_id, Post.subject, Post.sender, Post.date, Post.archived_at)
+    columns = (
+        ArchivedPost.id,
+        ArchivedPost.message_id,
+        ArchivedPost.subject,
+        ArchivedPost.sender,
+        ArchivedPost.date,
+        ArchivedPost.archived_at,
+    )
     rows = session.execute(
-        select(*columns, Post.thread_id, Post.raw)
+        select(*columns, ArchivedPost.thread_id, ArchivedPost.raw)
         .where(
-            Post.list_name == list_name,
-            Post.archived_at >= covered_from,
-            Post.archived_at < covered_until,
+            ArchivedPost.list_name == list_name,
+            ArchivedPost.archived_at >= covered_from,
+            ArchivedPost.archived_at < covered_until,
         )
-        .order_by(Post.archived_at, Post.id)
+        .order_by(ArchivedPost.archived_at, ArchivedPost.id)
         .execution_options(yield_per=READ_BATCH)
     )
     posts = []

@@ -67,7 +67,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Site(Strict):
+class SiteConfig(Strict):
     name: str = "listserv"
     domain: str = Field(pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
     base_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
@@ -76,30 +76,30 @@ class Site(Strict):
     templates_dir: Path = SHIPPED_TEMPLATES  # mail/<lang>/<audience>_<event>.txt, web/
 
 
-class Database(Strict):
+class DatabaseConfig(Strict):
     url: str = "sqlite:///var/listserv.db"
 
 
-class Smtp(Strict):
+class SmtpConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
     max_message_bytes: int = Field(default=26_214_400, gt=0)
     hostname: str | None = None  # name in the greeting; defaults to site.domain
 
 
-class Web(Strict):
+class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     session_days: int = Field(default=14, ge=1, le=365)  # a signed-in session lasts this long
 
 
-class Relay(Strict):
+class RelayConfig(Strict):
     host: str
     port: int = Field(default=25, ge=1, le=65535)
 
 
-class Delivery(Strict):
-    relay: Relay | None = None  # None: write outgoing mail to data_dir/outbox (a Maildir)
+class DeliveryConfig(Strict):
+    relay: RelayConfig | None = None  # None: write outgoing mail to data_dir/outbox (a Maildir)
     give_up_after_hours: int = Field(default=96, ge=1)
     batch_size: int = Field(default=100, ge=1, le=1000)  # recipients per SMTP transaction
     connections: int = Field(default=4, ge=1, le=32)  # parallel connections to the relay
@@ -112,7 +112,7 @@ class Delivery(Strict):
     bounce_threshold: float = Field(default=5.0, gt=0)  # hard bounce 1.0, soft 0.5 a day; then a probe
 
 
-class Moderation(Strict):
+class ModerationConfig(Strict):
     hold: Literal["all", "non_staff", "none"] = "all"
     preapprove_moderators: bool = True
     # authserv-id of the upstream MTA whose Authentication-Results we trust (RFC 8601); None: trust none
@@ -138,7 +138,7 @@ class DigestTimes(Strict):
     weekly: WeeklyTime = WeeklyTime(day="fri", time="17:00")
 
 
-class Schedule(Strict):
+class ScheduleConfig(Strict):
     """Times in site.timezone (DST handled); every job is idempotent by its own records."""
 
     prompt: WeeklyTime = WeeklyTime(day="mon", time="09:00")
@@ -147,13 +147,13 @@ class Schedule(Strict):
     summary: WeeklyTime = WeeklyTime(day="fri", time="16:00")  # the moderators' weekly summary
 
 
-class Room(Strict):
+class RoomConfig(Strict):
     name: str = Field(pattern=ROOM_NAME.pattern)
     title: dict[Language, str] = {}
     languages: list[Language] | None = None
     moderators: dict[Language, list[Email]] = {}
-    delivery: Delivery = Delivery()
-    moderation: Moderation = Moderation()
+    delivery: DeliveryConfig = DeliveryConfig()
+    moderation: ModerationConfig = ModerationConfig()
 
 
 @dataclass(frozen=True)
@@ -165,20 +165,20 @@ class MailingList:
     language: str
     title: str
     moderators: tuple[str, ...]
-    moderation: Moderation
-    delivery: Delivery
+    moderation: ModerationConfig
+    delivery: DeliveryConfig
 
 
 class Settings(Strict):
-    site: Site
-    database: Database = Database()
-    smtp: Smtp = Smtp()
-    web: Web = Web()
-    delivery: Delivery = Delivery()
-    moderation: Moderation = Moderation()
-    schedule: Schedule = Schedule()
+    site: SiteConfig
+    database: DatabaseConfig = DatabaseConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    web: WebConfig = WebConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    moderation: ModerationConfig = ModerationConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     languages: list[Language] = Field(default=["en"], min_length=1)
-    rooms: list[Room] = Field(min_length=1)
+    rooms: list[RoomConfig] = Field(min_length=1)
     chief_moderators: list[Email] = []
 
     @model_validator(mode="before")
@@ -214,7 +214,7 @@ class Settings(Strict):
             raise ConfigError(problems)
         return self
 
-    def room_languages(self, room: Room) -> list[str]:
+    def room_languages(self, room: RoomConfig) -> list[str]:
         return room.languages or self.languages
 
     @cached_property
@@ -231,7 +231,7 @@ class Settings(Strict):
                 )
         return found
 
-    def room(self, name: str) -> Room:
+    def room(self, name: str) -> RoomConfig:
         return next(room for room in self.rooms if room.name == name)
 
     def moderators_of(self, list_name: str) -> list[str]:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from listserv.archive.posts import archive_raw
 from listserv.config import Settings
-from listserv.store.models import Held, Post
+from listserv.store.models import ArchivedPost, Held
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, set_password, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -246,7 +246,7 @@ def held_subjects(engine: Engine) -> list[str]:
 
 def archived_subjects(engine: Engine) -> list[str]:
     with Session(engine) as session:
-        return list(session.scalars(select(Post.subject).where(Post.list_name == "ta-en")))
+        return list(session.scalars(select(ArchivedPost.subject).where(ArchivedPost.list_name == "ta-en")))
 
 
 def test_moderator_approves_a_held_post(

@@ -18,8 +18,7 @@ from listserv.config import Settings
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.transport import pipelined_sendmail
 from listserv.store.db import make_engine, utc_now
-from listserv.store.models import Delivery, Member, Post, Received, Subscription
-from listserv.store.models import MailingList as ListRow
+from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, Received, Subscription
 from tests.conftest import (
     RunningForum,
     ServeProcess,
@@ -82,15 +81,15 @@ def test_an_approved_post_reaches_each_member_once_decorated(
     copy = sink.to("ben@example.org", list_copies=True)[0]
     assert copy["Subject"] == "[TA-FR] Formation des formateurs"
     assert copy["List-Id"] == '"Assistance technique" <ta-fr.forum.example.org>'
-    assert copy["List-Post"] == "<mailto:ta-fr@forum.example.org>"
+    assert copy["List-ArchivedPost"] == "<mailto:ta-fr@forum.example.org>"
     assert "mailto:ta-fr-request@forum.example.org?subject=unsubscribe" in copy["List-Unsubscribe"]
-    assert copy["List-Unsubscribe-Post"] is None  # one-click waits for the web endpoint (RFC 8058)
+    assert copy["List-Unsubscribe-ArchivedPost"] is None  # one-click waits for the web endpoint (RFC 8058)
     assert copy["Archived-At"].startswith("<http://127.0.0.1:8080/lists/ta-fr/message/")
     assert copy["Precedence"] == "list"
     body = copy.get_body(("plain",)).get_content()
     assert "notre expérience" in body and "ta-fr-request@forum.example.org" in body
     with Session(relayed_engine) as session:
-        post = session.scalars(select(Post)).one()
+        post = session.scalars(select(ArchivedPost)).one()
         received = session.get(Received, post.received_id)
         assert post.raw == received.raw  # the archive keeps the bytes as received
         assert post.thread_id == post.id
@@ -118,7 +117,7 @@ def test_replies_thread_and_never_stack_the_prefix(
     reply = sink.to("ana@example.org", list_copies=True)[-1]
     assert reply["Subject"] == "Re: [TA-FR] Formation des formateurs"
     with Session(relayed_engine) as session:
-        first, second = session.scalars(select(Post).order_by(Post.id)).all()
+        first, second = session.scalars(select(ArchivedPost).order_by(ArchivedPost.id)).all()
         assert (second.thread_id, second.parent_id) == (first.id, first.id)
 
 
@@ -175,7 +174,7 @@ def test_decorated_copies_parse_for_every_hard_message(relayed_settings, relayed
     publisher = build_parts(relayed_settings).publisher
     mailing_list = relayed_settings.lists["ta-en"]
     for path in sorted((Path(__file__).parent / "messages").glob("*.eml")):
-        post = Post(list_name="ta-en", message_id=f"<{path.stem}@x>", raw=path.read_bytes())
+        post = ArchivedPost(list_name="ta-en", message_id=f"<{path.stem}@x>", raw=path.read_bytes())
         copy = decorate(post.raw, publisher.decoration(mailing_list, post))
         decorated = email.message_from_bytes(copy, policy=email.policy.compat32)
         assert decorated["List-Id"], path.name

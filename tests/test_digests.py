@@ -32,8 +32,16 @@ from listserv.mail.rawmime import CRLF, LINE_END, read_content, split_entity, sp
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.publish import Publisher
 from listserv.store.db import utc_now
-from listserv.store.models import Delivery, Held, Member, Post, SentDigest, Subscription, Topic
-from listserv.store.models import MailingList as ListRow
+from listserv.store.models import (
+    ArchivedPost,
+    Delivery,
+    Held,
+    ListRow,
+    Member,
+    SentDigest,
+    Subscription,
+    Topic,
+)
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for
 from tests.test_moderation import settings_with
 
@@ -297,7 +305,7 @@ def set_modes(engine: Engine, settings: Settings, modes: dict[str, tuple[str, st
 def archive(
     engine: Engine, list_name: str, name: str, at: datetime, parent: str | None = None, subject: str = ""
 ) -> str:
-    """A Post row as the archive keeps it; a reply joins its parent's thread."""
+    """A ArchivedPost row as the archive keeps it; a reply joins its parent's thread."""
     message_id = f"<{name}@example.org>"
     subject = subject or (f"Re: {parent}" if parent else f"Subject {name}")
     replying = [f"In-Reply-To: <{parent}@example.org>"] if parent else []
@@ -305,11 +313,13 @@ def archive(
     raw = literal(message_id, subject, sender, f"Text of {name}.\n", *replying, to=list_name)
     with Session(engine) as session, session.begin():
         parent_post = (
-            session.scalars(select(Post).where(Post.message_id == f"<{parent}@example.org>")).one()
+            session.scalars(
+                select(ArchivedPost).where(ArchivedPost.message_id == f"<{parent}@example.org>")
+            ).one()
             if parent
             else None
         )
-        post = Post(
+        post = ArchivedPost(
             list_name=list_name,
             message_id=message_id,
             sender=f"{name}@example.org",
@@ -579,12 +589,12 @@ def test_a_digest_reaches_its_member_and_a_reply_to_a_part_threads(
 
     def thread_of(message_id: str) -> tuple[int | None, int | None] | None:
         with Session(relayed_engine) as session:
-            post = session.scalars(select(Post).where(Post.message_id == message_id)).first()
+            post = session.scalars(select(ArchivedPost).where(ArchivedPost.message_id == message_id)).first()
             return (post.thread_id, post.parent_id) if post else None
 
     wait_for(lambda: thread_of("<reply-from-digest@example.org>") is not None, what="the reply archived")
     with Session(relayed_engine) as session:
-        root_id = session.scalar(select(Post.id).where(Post.message_id == root))
+        root_id = session.scalar(select(ArchivedPost.id).where(ArchivedPost.message_id == root))
     assert thread_of("<reply-from-digest@example.org>") == (root_id, root_id)
 
 

@@ -14,7 +14,7 @@ from listserv.admin.provision import initialise
 from listserv.config import Settings, parse_settings
 from listserv.store.db import make_engine
 from listserv.store.directory import RosterError, apply_rows, find_member, list_members, read_roster
-from listserv.store.models import MailingList, Member, Moderator, Outbox
+from listserv.store.models import ListRow, Member, Moderator, Outbox
 from tests.conftest import make_config, run_cli
 
 HEADER = "email,name,country,lists,role,delivery,language\n"
@@ -141,7 +141,7 @@ def test_init_twice_changes_nothing_and_follows_the_config(engine: Engine, setti
     assert "list ta-fr, new-fr@forum.example.org: moderator added" in changed.lines
     assert "list ta-fr, mod-fr@forum.example.org: moderator removed" in changed.lines
     with Session(engine) as session:
-        fr = session.scalars(select(MailingList).where(MailingList.name == "ta-fr")).one()
+        fr = session.scalars(select(ListRow).where(ListRow.name == "ta-fr")).one()
         moderators = session.scalars(
             select(Member.email)
             .join(Moderator, Moderator.member_id == Member.id)

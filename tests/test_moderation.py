@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.store.models import Audit, Held, Post
+from listserv.store.models import ArchivedPost, Audit, Held
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for, wait_processed
 
 DELEGATE = "marie@example.fr"
@@ -77,7 +77,7 @@ def held_rows(engine: Engine) -> list[Held]:
 
 def archived(engine: Engine) -> list[str]:
     with Session(engine) as session:
-        return list(session.scalars(select(Post.subject).order_by(Post.id)))
+        return list(session.scalars(select(ArchivedPost.subject).order_by(ArchivedPost.id)))
 
 
 def audit(engine: Engine) -> list[tuple[str, str, str]]:

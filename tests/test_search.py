@@ -15,7 +15,7 @@ from listserv.archive.index import SearchQuery
 from listserv.archive.posts import archive_raw
 from listserv.cli import main
 from listserv.config import Settings
-from listserv.store.models import Post
+from listserv.store.models import ArchivedPost
 
 ALL = ("ta-en", "ta-fr", "ta-es")
 DAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -162,7 +162,7 @@ def test_hostile_queries_never_raise(archive: Archive) -> None:
         page = archive.find(hostile)
         assert page.total == len(page.hits) <= 1, hostile
     with Session(archive.engine) as session:
-        assert session.scalar(select(func.count()).select_from(Post)) == 1
+        assert session.scalar(select(func.count()).select_from(ArchivedPost)) == 1
 
 
 def test_operators_are_plain_words(archive: Archive) -> None:
@@ -240,7 +240,7 @@ def test_remove_posts(archive: Archive) -> None:
     kept = archive.add("Water", "water again")
     with Session(archive.engine) as session, session.begin():
         index.remove_posts(session, [gone])
-        session.execute(delete(Post).where(Post.id == gone))
+        session.execute(delete(ArchivedPost).where(ArchivedPost.id == gone))
     assert archive.ids("water") == [kept]
     assert_index_sound(archive.engine)
 

@@ -16,8 +16,7 @@ from listserv.config import SHIPPED_TEMPLATES, Settings, parse_settings
 from listserv.mail.message import parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.decorate import decorate
-from listserv.store.models import Held, Member, Post, Received, Route, Subscription, Topic
-from listserv.store.models import MailingList as ListRow
+from listserv.store.models import ArchivedPost, Held, ListRow, Member, Received, Route, Subscription, Topic
 from listserv.weekly.calendar import iso_week, parse_week, prompt_time, week_after, week_start
 from listserv.weekly.prompt_mail import (
     SISTERS_HEADER,
@@ -526,7 +525,9 @@ def test_weekly_summary_counts_the_last_seven_days(engine: Engine, settings: Set
         ]
         for number, (list_name, sender, at) in enumerate(posts):
             session.add(
-                Post(list_name=list_name, message_id=f"<p{number}@x>", sender=sender, raw=b"", archived_at=at)
+                ArchivedPost(
+                    list_name=list_name, message_id=f"<p{number}@x>", sender=sender, raw=b"", archived_at=at
+                )
             )
         hold(session, "ta-fr", 1)
         hold(session, "ta-fr", 2, kind="proposal")

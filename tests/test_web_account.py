@@ -10,7 +10,7 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.store.models import MailingList, Member, Subscription
+from listserv.store.models import ListRow, Member, Subscription
 from tests.conftest import CSRF_FIELD, WebClient, add_members, set_password
 
 DELEGATE = "ana@example.org"
@@ -30,9 +30,9 @@ def delivery(engine: Engine, list_name: str) -> tuple[str, str, datetime | None]
     with Session(engine) as session:
         row = session.execute(
             select(Subscription.delivery, Subscription.digest_period, Subscription.disabled_at)
-            .join(MailingList)
+            .join(ListRow)
             .join(Member)
-            .where(Member.email_key == DELEGATE, MailingList.name == list_name)
+            .where(Member.email_key == DELEGATE, ListRow.name == list_name)
         ).one()
         return row[0], row[1], row[2]
 
@@ -40,9 +40,9 @@ def delivery(engine: Engine, list_name: str) -> tuple[str, str, datetime | None]
 def mine(list_name: str) -> Select[tuple[Subscription]]:
     return (
         select(Subscription)
-        .join(MailingList)
+        .join(ListRow)
         .join(Member)
-        .where(Member.email_key == DELEGATE, MailingList.name == list_name)
+        .where(Member.email_key == DELEGATE, ListRow.name == list_name)
     )
 
 

@@ -17,7 +17,7 @@ from listserv.mail.message import parse_post
 from listserv.moderation.audit import AuditEntry
 from listserv.moderation.queue import Moderation
 from listserv.moderation.rules import Reason
-from listserv.store.models import Audit, Held, Outbox, Post, Received, Route, Topic
+from listserv.store.models import ArchivedPost, Audit, Held, Outbox, Received, Route, Topic
 from tests.conftest import CSRF_FIELD, SteppableClock, WebClient, add_members, set_password
 
 DELEGATE = "ana@example.org"
@@ -175,9 +175,9 @@ def test_the_queue_shows_what_waits_and_approving_publishes(web: WebClient, engi
     state = held(engine, held_id)
     assert state.state == "approved" and state.decided_by == MOD_EN
     with Session(engine) as session:
-        assert session.scalars(select(Post.subject).where(Post.list_name == "ta-en")).all() == [
-            "Budget question"
-        ]
+        assert session.scalars(
+            select(ArchivedPost.subject).where(ArchivedPost.list_name == "ta-en")
+        ).all() == ["Budget question"]
     assert web_audit(engine) == [(MOD_EN, "approve", "decided", "")]
 
 
@@ -191,7 +191,7 @@ def test_reject_with_a_reason_tells_the_sender(web: WebClient, engine: Engine) -
         notices = session.scalars(select(Outbox).where(Outbox.purpose == "sender_rejected")).all()
         assert len(notices) == 1 and notices[0].recipients == [DELEGATE]
         assert b"Please post this in the general room." in notices[0].raw
-        assert session.scalars(select(Post)).all() == []
+        assert session.scalars(select(ArchivedPost)).all() == []
     assert "Rejected: “Off topic”." in web.get("/moderation/ta-en/").text
     assert web_audit(engine) == [(MOD_EN, "reject", "decided", "Please post this in the general room.")]
 
@@ -203,7 +203,7 @@ def test_discard_drops_it_silently(web: WebClient, engine: Engine) -> None:
     assert held(engine, held_id).state == "discarded"
     with Session(engine) as session:
         assert session.scalars(select(Outbox).where(Outbox.purpose == "sender_rejected")).all() == []
-        assert session.scalars(select(Post)).all() == []
+        assert session.scalars(select(ArchivedPost)).all() == []
     assert "Discarded: “Spam”." in web.get("/moderation/ta-en/").text
 
 
@@ -229,7 +229,7 @@ def test_a_chief_moderates_every_list(web: WebClient, engine: Engine) -> None:
     decide(web, "ta-fr", held_id, "approve")
     assert held(engine, held_id).state == "approved"
     with Session(engine) as session:
-        assert session.scalars(select(Post.list_name)).all() == ["ta-fr"]
+        assert session.scalars(select(ArchivedPost.list_name)).all() == ["ta-fr"]
 
 
 def test_an_expired_item_is_shown_and_decides_nothing(

@@ -6,7 +6,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
-from listserv.store.models import MailingList, Member, Outbox, Subscription
+from listserv.store.models import ListRow, Member, Outbox, Subscription
 from tests.conftest import WebClient, add_members, set_password
 
 
@@ -25,9 +25,9 @@ def test_a_member_leaves_a_list_from_the_footer_link(
     with Session(engine) as session:
         left = (
             select(Subscription)
-            .join(MailingList)
+            .join(ListRow)
             .join(Member)
-            .where(MailingList.name == "ta-en", Member.email == "ana@example.org")
+            .where(ListRow.name == "ta-en", Member.email == "ana@example.org")
         )
         assert session.scalar(left) is None
         notice = session.scalars(select(Outbox).where(Outbox.purpose == "member_unsubscribed")).one()

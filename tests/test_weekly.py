@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.scheduler import acquire_lease
 from listserv.store.db import make_engine
-from listserv.store.models import Post, SentPrompt, Topic
+from listserv.store.models import ArchivedPost, SentPrompt, Topic
 from tests.conftest import RunningForum, Sink, SteppableClock, add_members, wait_for
 from tests.test_moderation import CODE, reply_to_notice, send
 
@@ -67,7 +67,7 @@ def test_monday_prompt_once_per_list_across_a_restart_and_two_processes(
     assert "ta-en" in fr["X-Listserv-Sister-Threads"] and "ta-es" in fr["X-Listserv-Sister-Threads"]
     with Session(relayed_engine) as session:
         assert len(session.scalars(select(SentPrompt)).all()) == 3
-        assert len(session.scalars(select(Post)).all()) == 3  # archived, one thread per language
+        assert len(session.scalars(select(ArchivedPost)).all()) == 3  # archived, one thread per language
 
 
 def test_a_missing_language_falls_back_with_a_note(
@@ -199,5 +199,5 @@ def test_two_processes_running_the_prompt_job_at_once_send_it_once(
     assert [racer.returncode for racer in racers] == [0, 0], outputs
     with Session(engine) as session:
         assert sorted(session.scalars(select(SentPrompt.list_name))) == ["ta-en", "ta-es", "ta-fr"]
-        assert len(session.scalars(select(Post)).all()) == 3
+        assert len(session.scalars(select(ArchivedPost)).all()) == 3
     engine.dispose()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.store import schema
 from listserv.store.directory import email_key, find_member
-from listserv.store.models import MailingList, Member, Moderator, Subscription
+from listserv.store.models import ListRow, Member, Moderator, Subscription
 
 
 @dataclass
@@ -30,12 +30,12 @@ def initialise(engine: Engine, settings: Settings) -> Changes:
         return changes
 
 
-def sync_lists(session: Session, settings: Settings, changes: Changes) -> dict[str, MailingList]:
-    existing = {ml.name: ml for ml in session.scalars(select(MailingList))}
+def sync_lists(session: Session, settings: Settings, changes: Changes) -> dict[str, ListRow]:
+    existing = {ml.name: ml for ml in session.scalars(select(ListRow))}
     for name, wanted in settings.lists.items():
         row = existing.get(name)
         if row is None:
-            row = MailingList(name=name, room=wanted.room, language=wanted.language, title=wanted.title)
+            row = ListRow(name=name, room=wanted.room, language=wanted.language, title=wanted.title)
             session.add(row)
             existing[name] = row
             changes.note(f"list {name}: created")
@@ -55,7 +55,7 @@ def sync_lists(session: Session, settings: Settings, changes: Changes) -> dict[s
 
 
 def sync_moderators(
-    session: Session, settings: Settings, lists: dict[str, MailingList], changes: Changes
+    session: Session, settings: Settings, lists: dict[str, ListRow], changes: Changes
 ) -> None:
     wanted: set[tuple[int, int]] = set()
     chiefs = {email_key(address) for address in settings.chief_moderators}
@@ -83,7 +83,7 @@ def sync_moderators(
 
 
 def _describe(session: Session, member_id: int, list_id: int) -> str:
-    member, mailing_list = session.get(Member, member_id), session.get(MailingList, list_id)
+    member, mailing_list = session.get(Member, member_id), session.get(ListRow, list_id)
     return f"list {mailing_list.name if mailing_list else list_id}, {member.email if member else member_id}"
 
 
@@ -97,7 +97,7 @@ def _ensure_member(session: Session, address: str, changes: Changes) -> Member:
     return member
 
 
-def _ensure_subscription(session: Session, member: Member, mailing_list: MailingList) -> None:
+def _ensure_subscription(session: Session, member: Member, mailing_list: ListRow) -> None:
     """A moderator reads their list; an existing subscription keeps the member's own choices."""
     exists = session.scalar(
         select(Subscription.id).where(

@@ -134,7 +134,7 @@ class SearchPage:
 
 
 def list_language(session: Session, list_name: str) -> str:
-    found = session.scalar(select(models.MailingList.language).where(models.MailingList.name == list_name))
+    found = session.scalar(select(models.ListRow.language).where(models.ListRow.name == list_name))
     return found or ""
 
 
@@ -142,7 +142,9 @@ def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def index_post(session: Session, post: models.Post, language: str, parsed: ParsedPost | None = None) -> None:
+def index_post(
+    session: Session, post: models.ArchivedPost, language: str, parsed: ParsedPost | None = None
+) -> None:
     """(Re)index one archived post; called inside the archiving transaction, which has usually
     parsed the message already (``parsed``): the approval path need not parse it twice."""
     doc, sqlite = document(post.raw, parsed), _is_sqlite(session)
@@ -163,7 +165,11 @@ def index_post(session: Session, post: models.Post, language: str, parsed: Parse
 def remove_posts(session: Session, post_ids: list[int]) -> None:
     """Erasure. Call it before deleting the posts: SQLite needs their raw bytes to unindex them."""
     if _is_sqlite(session):
-        rows = session.execute(select(models.Post.id, models.Post.raw).where(models.Post.id.in_(post_ids)))
+        rows = session.execute(
+            select(models.ArchivedPost.id, models.ArchivedPost.raw).where(
+                models.ArchivedPost.id.in_(post_ids)
+            )
+        )
         for post_id, raw in rows.all():
             _unindex_text(session, post_id, document(raw))
     session.execute(ROW.delete().where(ROW.c.post_id.in_(post_ids)))
@@ -185,12 +191,14 @@ def reindex(engine: Engine, settings: Settings) -> int:
             connection.execute(ROW.delete())
         else:
             connection.execute(text("TRUNCATE post_search"))  # DELETE would leave the space to vacuum
-        last_id = connection.scalar(select(func.max(models.Post.id))) or 0
+        last_id = connection.scalar(select(func.max(models.ArchivedPost.id))) or 0
     done = after = 0
     while after < last_id:
         with Session(engine) as session, session.begin():
-            batch = select(models.Post).where(models.Post.id > after, models.Post.id <= last_id)
-            posts = session.scalars(batch.order_by(models.Post.id).limit(BATCH)).all()
+            batch = select(models.ArchivedPost).where(
+                models.ArchivedPost.id > after, models.ArchivedPost.id <= last_id
+            )
+            posts = session.scalars(batch.order_by(models.ArchivedPost.id).limit(BATCH)).all()
             for post in posts:
                 index_post(session, post, languages.get(post.list_name, ""))
             after, done = (posts[-1].id, done + len(posts)) if posts else (last_id, done)
@@ -246,7 +254,11 @@ def search(session: Session, query: SearchQuery) -> SearchPage:
         total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     # The raw bytes only for the page: carried through the ranking sort they cost more than the rank.
     ids = [row.id for row in rows]
-    raws = dict(session.execute(select(models.Post.id, models.Post.raw).where(models.Post.id.in_(ids))).all())
+    raws = dict(
+        session.execute(
+            select(models.ArchivedPost.id, models.ArchivedPost.raw).where(models.ArchivedPost.id.in_(ids))
+        ).all()
+    )
     hits = [_hit(row, raws[row.id], terms) for row in rows]
     return SearchPage(hits, total, total >= CANDIDATES, page, per_page)
 
@@ -270,7 +282,7 @@ def _candidates(matching: Select, query: SearchQuery, post_id: ColumnElement[int
 
 def _ranked(candidate: CTE, score: ColumnElement[float]) -> Select:
     """Relevance first, the newest first among equals; the total counted in the same pass."""
-    post = models.Post
+    post = models.ArchivedPost
     statement = select(post.id, post.list_name, post.message_id, post.subject, post.sender, ROW.c.date)
     statement = statement.add_columns(score.label("score"), func.count().over().label("total"))
     statement = statement.join_from(candidate, post, post.id == candidate.c.id)

@@ -17,14 +17,14 @@ from listserv.archive import index
 from listserv.mail.message import Post as ParsedPost
 from listserv.mail.message import parse_post
 from listserv.mail.subjects import subject_key
-from listserv.store.models import Post, Received
+from listserv.store.models import ArchivedPost, Received
 
 SUBJECT_THREAD_DAYS = 30
 
 
 def archive_message(
     session: Session, received: Received | None, list_name: str, now: datetime, prefix: str = ""
-) -> Post | None:
+) -> ArchivedPost | None:
     """Archive ``received`` on ``list_name``; the existing row if it is archived there already."""
     if received is None:
         return None
@@ -40,16 +40,16 @@ def archive_raw(
     prefix: str = "",
     received_id: int | None = None,
     language: str | None = None,
-) -> Post:
+) -> ArchivedPost:
     """Archive bytes we composed ourselves (the weekly prompt) or received, and index them for search
     (``language``, the list's, picks the stemmer; looked up when not given)."""
     existing = session.scalars(
-        select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
+        select(ArchivedPost).where(ArchivedPost.list_name == list_name, ArchivedPost.message_id == message_id)
     ).first()
     if existing is not None:
         return existing
     parsed = parse_post(raw)
-    post = Post(
+    post = ArchivedPost(
         list_name=list_name,
         message_id=message_id,
         received_id=received_id,
@@ -70,22 +70,26 @@ def archive_raw(
     return post
 
 
-def find_parent(session: Session, list_name: str, parsed: ParsedPost, key: str, now: datetime) -> Post | None:
+def find_parent(
+    session: Session, list_name: str, parsed: ParsedPost, key: str, now: datetime
+) -> ArchivedPost | None:
     named = [parsed.in_reply_to, *reversed(parsed.references)]
     for message_id in dict.fromkeys(mid for mid in named if mid):
         found = session.scalars(
-            select(Post).where(Post.list_name == list_name, Post.message_id == message_id)
+            select(ArchivedPost).where(
+                ArchivedPost.list_name == list_name, ArchivedPost.message_id == message_id
+            )
         ).first()
         if found is not None:
             return found
     if not named and key and parsed.subject.strip().lower() != key:  # a reply marker, but no headers
         return session.scalars(
-            select(Post)
+            select(ArchivedPost)
             .where(
-                Post.list_name == list_name,
-                Post.subject_key == key,
-                Post.archived_at >= now - timedelta(days=SUBJECT_THREAD_DAYS),
+                ArchivedPost.list_name == list_name,
+                ArchivedPost.subject_key == key,
+                ArchivedPost.archived_at >= now - timedelta(days=SUBJECT_THREAD_DAYS),
             )
-            .order_by(Post.id.desc())
+            .order_by(ArchivedPost.id.desc())
         ).first()
     return None

@@ -29,8 +29,7 @@ from listserv.mail.addresses import AddressBook, Kind
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import enqueue
 from listserv.store.directory import email_key
-from listserv.store.models import MailingList as ListRow
-from listserv.store.models import Member, Received, Route, Subscription
+from listserv.store.models import ListRow, Member, Received, Route, Subscription
 
 log = logging.getLogger(__name__)
 HARD, SOFT = 1.0, 0.5

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from listserv.background import Background
 from listserv.config import Settings
 from listserv.outgoing.transport import PermanentFailure, Refused, TransientFailure, Transport, backoff
-from listserv.store.models import Delivery, Post, SentDigest
+from listserv.store.models import ArchivedPost, Delivery, SentDigest
 
 log = logging.getLogger(__name__)
 IDLE_SWEEP_SECONDS = 30.0
@@ -112,7 +112,9 @@ class Deliverer:
             digests = {row.digest_id for row in rows if row.digest_id is not None}
             copies = {
                 ("post", i): raw
-                for i, raw in session.execute(select(Post.id, Post.delivered_raw).where(Post.id.in_(posts)))
+                for i, raw in session.execute(
+                    select(ArchivedPost.id, ArchivedPost.delivered_raw).where(ArchivedPost.id.in_(posts))
+                )
             }
             copies |= {
                 ("digest", i): raw

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from listserv.background import Background
-from listserv.config import Delivery
+from listserv.config import DeliveryConfig
 from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
 from listserv.store.models import Outbox
 
@@ -45,7 +45,7 @@ def enqueue(
 
 class OutboxSender:
     def __init__(
-        self, engine: Engine, delivery: Delivery, transport: Transport, clock: Callable[[], datetime]
+        self, engine: Engine, delivery: DeliveryConfig, transport: Transport, clock: Callable[[], datetime]
     ) -> None:
         self._engine = engine
         self._delivery = delivery

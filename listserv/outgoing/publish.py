@@ -21,8 +21,7 @@ from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import find_message_id, parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.decorate import Decoration, decorate
-from listserv.store.models import Delivery, Member, Post, Received, Subscription
-from listserv.store.models import MailingList as ListRow
+from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, Received, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class Publisher:
 
     def publish(
         self, session: Session, received: Received | None, list_name: str, now: datetime
-    ) -> Post | None:
+    ) -> ArchivedPost | None:
         mailing_list = self.settings.lists[list_name]
         post = archive_message(session, received, list_name, now, self.prefix(mailing_list))
         if post is None or post.delivered_raw is not None:
@@ -47,7 +46,7 @@ class Publisher:
         log.info("published %s on %s to %d member(s)", post.message_id, list_name, planned)
         return post
 
-    def publish_raw(self, session: Session, raw: bytes, list_name: str, now: datetime) -> Post:
+    def publish_raw(self, session: Session, raw: bytes, list_name: str, now: datetime) -> ArchivedPost:
         """Publish a message we composed (the weekly prompt): archived, decorated, delivered like a post."""
         mailing_list = self.settings.lists[list_name]
         message_id = find_message_id(raw) or ""
@@ -61,7 +60,7 @@ class Publisher:
         configured = mailing_list.delivery.subject_prefix
         return f"[{mailing_list.name.upper()}]" if configured is None else configured
 
-    def decoration(self, mailing_list: MailingList, post: Post) -> Decoration:
+    def decoration(self, mailing_list: MailingList, post: ArchivedPost) -> Decoration:
         base = self.settings.site.base_url
         links = {
             "list_title": mailing_list.title,
@@ -99,10 +98,10 @@ class Publisher:
 
     def digest_decoration(self, mailing_list: MailingList, digest_url: str) -> Decoration:
         """Decoration of a digest: the list's headers and footer; never DMARC-munged (From is ours)."""
-        stand_in = Post(list_name=mailing_list.name, message_id="", raw=b"")
+        stand_in = ArchivedPost(list_name=mailing_list.name, message_id="", raw=b"")
         return replace(self.decoration(mailing_list, stand_in), message_url=digest_url, munge=False)
 
-    def plan(self, session: Session, post: Post, mailing_list: MailingList, now: datetime) -> int:
+    def plan(self, session: Session, post: ArchivedPost, mailing_list: MailingList, now: datetime) -> int:
         recipients = session.scalars(
             select(Member.email)
             .join(Subscription, Subscription.member_id == Member.id)

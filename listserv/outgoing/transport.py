@@ -20,7 +20,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from listserv.config import Relay
+from listserv.config import RelayConfig
 
 IDLE_CHECK_SECONDS = 20.0
 FIRST_RETRY_SECONDS = 60
@@ -83,7 +83,7 @@ class TransientFailure(Exception):
 
 
 class Transport:
-    def __init__(self, relay: Relay | None, maildir: Path, timeout: float = 60.0) -> None:
+    def __init__(self, relay: RelayConfig | None, maildir: Path, timeout: float = 60.0) -> None:
         self._relay = relay
         self._maildir = maildir
         self._timeout = timeout

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from listserv.config import Settings
 from listserv.mail.addresses import normalise_address
-from listserv.store.models import MailingList, Member, Subscription
+from listserv.store.models import ListRow, Member, Subscription
 
 CSV_HEADER = ["email", "name", "country", "lists", "role", "delivery", "language"]
 ROLES = ("delegate", "staff")
@@ -123,7 +123,7 @@ def check_row(values: dict[str, str], settings: Settings) -> MemberRow:
 
 def apply_rows(session: Session, rows: Iterable[MemberRow], exact_lists: bool = True) -> ImportReport:
     """Create or update each member. With ``exact_lists`` the row's lists become the member's lists."""
-    lists = {ml.name: ml for ml in session.scalars(select(MailingList))}
+    lists = {ml.name: ml for ml in session.scalars(select(ListRow))}
     report = ImportReport()
     for row in rows:
         member = find_member(session, row.email)
@@ -154,7 +154,7 @@ def _set_fields(member: Member, row: MemberRow) -> bool:
     return bool(changed)
 
 
-def _set_subscriptions(member: Member, row: MemberRow, lists: dict[str, MailingList], exact: bool) -> bool:
+def _set_subscriptions(member: Member, row: MemberRow, lists: dict[str, ListRow], exact: bool) -> bool:
     changed = False
     current = {sub.mailing_list.name: sub for sub in member.subscriptions}
     for name in row.lists:
@@ -199,7 +199,7 @@ def remove_member(session: Session, address: str, list_name: str | None = None) 
 def list_members(session: Session, list_name: str | None = None) -> list[tuple[Member, list[str]]]:
     query = select(Member).options(selectinload(Member.subscriptions).selectinload(Subscription.mailing_list))
     if list_name is not None:
-        query = query.join(Subscription).join(MailingList).where(MailingList.name == list_name)
+        query = query.join(Subscription).join(ListRow).where(ListRow.name == list_name)
     members = session.scalars(query.order_by(Member.email_key)).unique().all()
     return [(m, sorted(f"{s.mailing_list.name}:{s.delivery}" for s in m.subscriptions)) for m in members]
 
@@ -230,8 +230,8 @@ def sender_status(session: Session, address: str, list_name: str, settings: Sett
         member is not None
         and session.scalar(
             select(Subscription.id)
-            .join(MailingList)
-            .where(Subscription.member_id == member.id, MailingList.name == list_name)
+            .join(ListRow)
+            .where(Subscription.member_id == member.id, ListRow.name == list_name)
         )
         is not None
     )

@@ -26,7 +26,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar = {datetime: UTCDateTime}
 
 
-class MailingList(Base):
+class ListRow(Base):
     __tablename__ = "mailing_list"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -75,7 +75,7 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     member: Mapped[Member] = relationship(back_populates="subscriptions")
-    mailing_list: Mapped[MailingList] = relationship()
+    mailing_list: Mapped[ListRow] = relationship()
 
 
 class Moderator(Base):
@@ -189,7 +189,7 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class Post(Base):
+class ArchivedPost(Base):
     """An approved message in the archive: raw bytes exactly as received, once per list."""
 
     __tablename__ = "post"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.store.models import MailingList, Member, Moderator, Subscription
+from listserv.store.models import ListRow, Member, Moderator, Subscription
 
 
 @dataclass(frozen=True)
@@ -48,21 +48,21 @@ def load_viewer(session: Session, member_id: int, fingerprint: str) -> Viewer | 
         or password_fingerprint(member.password_hash) != fingerprint
     ):
         return None
-    every = frozenset(session.scalars(select(MailingList.name).where(MailingList.active)))
+    every = frozenset(session.scalars(select(ListRow.name).where(ListRow.active)))
     if member.is_chief:
         reads = moderates = every
     else:
         moderates = frozenset(
             session.scalars(
-                select(MailingList.name)
-                .join(Moderator, Moderator.list_id == MailingList.id)
+                select(ListRow.name)
+                .join(Moderator, Moderator.list_id == ListRow.id)
                 .where(Moderator.member_id == member.id)
             )
         )
         subscribed = frozenset(
             session.scalars(
-                select(MailingList.name)
-                .join(Subscription, Subscription.list_id == MailingList.id)
+                select(ListRow.name)
+                .join(Subscription, Subscription.list_id == ListRow.id)
                 .where(Subscription.member_id == member.id)
             )
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
-from listserv.store.models import MailingList, Member, Subscription
+from listserv.store.models import ListRow, Member, Subscription
 from listserv.web.app import Ctx, Page, Problem
 from listserv.web.exports import feed_url
 
@@ -41,10 +41,10 @@ def account(ctx: Ctx) -> Response:
     if member is None:  # removed between loading the viewer and now
         raise Problem(401, "login_needed")
     rows = ctx.db.execute(
-        select(Subscription, MailingList.name, MailingList.title)
-        .join(MailingList, MailingList.id == Subscription.list_id)
+        select(Subscription, ListRow.name, ListRow.title)
+        .join(ListRow, ListRow.id == Subscription.list_id)
         .where(Subscription.member_id == member.id)
-        .order_by(MailingList.name)
+        .order_by(ListRow.name)
     ).all()
     deliveries = [
         ListDelivery(name, title, mode_of(subscription), subscription.disabled_at is not None)
@@ -71,8 +71,8 @@ def change_delivery(ctx: Ctx) -> Response:
         raise Problem(400, "bad_delivery")
     subscription = ctx.db.scalars(
         select(Subscription)
-        .join(MailingList, MailingList.id == Subscription.list_id)
-        .where(Subscription.member_id == viewer.member_id, MailingList.name == list_name)
+        .join(ListRow, ListRow.id == Subscription.list_id)
+        .where(Subscription.member_id == viewer.member_id, ListRow.name == list_name)
     ).first()
     if subscription is None:
         raise Problem(403, "not_subscribed", list=list_name)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from listserv.archive import reading
 from listserv.archive.urls import message_url
 from listserv.config import MailingList
-from listserv.store.models import Post, SentDigest, SentPrompt, Topic
+from listserv.store.models import ArchivedPost, SentDigest, SentPrompt, Topic
 from listserv.web import threads
 from listserv.web.app import Ctx, Page, Problem
 from listserv.weekly.topics import iso_week, language_name, text_for
@@ -32,7 +32,7 @@ LATEST_REPLIES = 3  # on the topic page, per language
 class Shown:
     """One message as a page shows it; ``html`` is Markup only because nh3 has sanitised it."""
 
-    post: Post
+    post: ArchivedPost
     view: reading.MessageView
     body: tuple[reading.Block, ...]  # the view's blocks without blank lines at their ends
     html: Markup | None
@@ -56,7 +56,7 @@ def readable_list(ctx: Ctx) -> MailingList:
     return found
 
 
-def archived_post(ctx: Ctx, mailing_list: MailingList) -> Post:
+def archived_post(ctx: Ctx, mailing_list: MailingList) -> ArchivedPost:
     post = threads.find_post(ctx.db, mailing_list.name, ctx.param("message_id"))
     if post is None:
         raise Problem(404, "no_message")
@@ -70,7 +70,7 @@ def page_number(ctx: Ctx) -> int:
         return 1
 
 
-def show(post: Post, list_name: str, show_html: bool = False) -> Shown:
+def show(post: ArchivedPost, list_name: str, show_html: bool = False) -> Shown:
     base = f"/lists/{list_name}/attachment/"
     view = reading.read_message(
         post.raw,

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from listserv.store import directory
 from listserv.store.directory import MIN_PASSWORD_LENGTH, find_member
-from listserv.store.models import MailingList, Member, Moderator, Subscription
+from listserv.store.models import ListRow, Member, Moderator, Subscription
 from listserv.web.access import password_fingerprint
 from listserv.web.app import Access, Ctx, Page, Problem, csrf_token
 
@@ -110,10 +110,10 @@ def forgot(ctx: Ctx) -> Response:
 def _notice_list(ctx: Ctx, member: Member) -> str | None:
     """Notices go out in a list's language: the member's first list, or one they moderate."""
     for query in (
-        select(MailingList.name).join(Subscription).where(Subscription.member_id == member.id),
-        select(MailingList.name).join(Moderator).where(Moderator.member_id == member.id),
+        select(ListRow.name).join(Subscription).where(Subscription.member_id == member.id),
+        select(ListRow.name).join(Moderator).where(Moderator.member_id == member.id),
     ):
-        found = ctx.db.scalars(query.order_by(MailingList.name)).first()
+        found = ctx.db.scalars(query.order_by(ListRow.name)).first()
         if found:
             return found
     return next(iter(ctx.site.settings.lists), None) if member.is_chief else None

@@ -25,7 +25,7 @@ from listserv.archive.formats import FeedEntry, FeedInfo, atom_feed, mbox_chunks
 from listserv.archive.reading import read_message
 from listserv.archive.urls import list_url, message_url
 from listserv.config import MailingList
-from listserv.store.models import Post
+from listserv.store.models import ArchivedPost
 from listserv.web.access import load_feed_reader
 from listserv.web.app import Access, Ctx, Page, Problem
 from listserv.web.archive import readable_list
@@ -65,14 +65,16 @@ def _stream(engine: Engine, query: Select[tuple[str, datetime | None, bytes]]) -
 
 
 def _posts(list_name: str) -> Select[tuple[str, datetime | None, bytes]]:
-    return select(Post.sender, Post.date, Post.raw).where(Post.list_name == list_name)
+    return select(ArchivedPost.sender, ArchivedPost.date, ArchivedPost.raw).where(
+        ArchivedPost.list_name == list_name
+    )
 
 
 def list_mbox(ctx: Ctx) -> Response:
     mailing_list = readable_list(ctx)
     if ctx.param("name") != mailing_list.name:
         raise Problem(404, "http_404")
-    query = _posts(mailing_list.name).order_by(Post.archived_at, Post.id)
+    query = _posts(mailing_list.name).order_by(ArchivedPost.archived_at, ArchivedPost.id)
     return _mbox(ctx, query, f"{mailing_list.name}.mbox")
 
 
@@ -84,8 +86,8 @@ def month_mbox(ctx: Ctx) -> Response:
     start, end = month_bounds(year, month, ctx.site.settings.site.timezone)
     query = (
         _posts(mailing_list.name)
-        .where(Post.archived_at >= start, Post.archived_at < end)
-        .order_by(Post.archived_at, Post.id)
+        .where(ArchivedPost.archived_at >= start, ArchivedPost.archived_at < end)
+        .order_by(ArchivedPost.archived_at, ArchivedPost.id)
     )
     return _mbox(ctx, query, f"{mailing_list.name}-{year:04d}-{month:02d}.mbox")
 
@@ -96,7 +98,11 @@ def thread_mbox(ctx: Ctx) -> Response:
     if post is None:
         raise Problem(404, "no_message")
     thread_id = post.thread_id or post.id
-    query = _posts(mailing_list.name).where(Post.thread_id == thread_id).order_by(Post.archived_at, Post.id)
+    query = (
+        _posts(mailing_list.name)
+        .where(ArchivedPost.thread_id == thread_id)
+        .order_by(ArchivedPost.archived_at, ArchivedPost.id)
+    )
     return _mbox(ctx, query, f"{mailing_list.name}-thread-{thread_id}.mbox")
 
 
@@ -107,9 +113,9 @@ def feed(ctx: Ctx) -> Response:
     mailing_list = _feed_list(ctx)
     base = ctx.site.settings.site.base_url
     posts = ctx.db.scalars(
-        select(Post)
-        .where(Post.list_name == mailing_list.name)
-        .order_by(Post.archived_at.desc(), Post.id.desc())
+        select(ArchivedPost)
+        .where(ArchivedPost.list_name == mailing_list.name)
+        .order_by(ArchivedPost.archived_at.desc(), ArchivedPost.id.desc())
         .limit(FEED_ENTRIES)
     ).all()
     info = FeedInfo(
@@ -143,7 +149,7 @@ def _feed_list(ctx: Ctx) -> MailingList:
     return mailing_list
 
 
-def _entry(base: str, list_name: str, post: Post) -> FeedEntry:
+def _entry(base: str, list_name: str, post: ArchivedPost) -> FeedEntry:
     view = read_message(post.raw)
     sender = view.headers.sender
     url = message_url(base, list_name, post.message_id)

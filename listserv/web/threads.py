@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
-from listserv.store.models import Member, Post
+from listserv.store.models import ArchivedPost, Member
 
 PAGE_SIZE = 25
 THREAD_PAGE_SIZE = 20  # messages shown in full: ~1-2 ms each to read and render (4-5 KB of text)
@@ -46,7 +46,7 @@ class Activity:
 
 @dataclass
 class Node:
-    post: Post
+    post: ArchivedPost
     level: int  # nesting shown, at most MAX_DEPTH
     # Whom it answers, when that is not shown by nesting it under its parent (the parent is on another
     # page, or the reply is deeper than MAX_DEPTH).
@@ -60,7 +60,7 @@ class ThreadPage:
     size: int  # posts in the whole thread
     page: int
     pages: int
-    first: Post | None  # the thread's first post, for its subject
+    first: ArchivedPost | None  # the thread's first post, for its subject
 
 
 def id_path(message_id: str) -> str:
@@ -68,11 +68,13 @@ def id_path(message_id: str) -> str:
     return quote(message_id.strip("<>"), safe="@")
 
 
-def find_post(db: Session, list_name: str, message_id: str) -> Post | None:
+def find_post(db: Session, list_name: str, message_id: str) -> ArchivedPost | None:
     """``message_id`` as it came in a URL, without its angle brackets."""
     wanted = message_id.strip().strip("<>")
     return db.scalars(
-        select(Post).where(Post.list_name == list_name, Post.message_id.in_([f"<{wanted}>", wanted]))
+        select(ArchivedPost).where(
+            ArchivedPost.list_name == list_name, ArchivedPost.message_id.in_([f"<{wanted}>", wanted])
+        )
     ).first()
 
 
@@ -91,15 +93,18 @@ def _walk(db: Session, list_name: str, wanted: int, window: tuple[datetime, date
     seen: dict[int, None] = {}
     last: tuple[datetime, int] | None = None
     while len(seen) < wanted:
-        query = select(Post.archived_at, Post.thread_id).where(Post.list_name == list_name)
+        query = select(ArchivedPost.archived_at, ArchivedPost.thread_id).where(
+            ArchivedPost.list_name == list_name
+        )
         if window is not None:
-            query = query.where(Post.archived_at >= window[0], Post.archived_at < window[1])
+            query = query.where(ArchivedPost.archived_at >= window[0], ArchivedPost.archived_at < window[1])
         if last is not None:  # rows equal to ``last`` in both columns are the same thread: skipping is fine
             query = query.where(
-                Post.archived_at <= last[0], or_(Post.archived_at < last[0], Post.thread_id < last[1])
+                ArchivedPost.archived_at <= last[0],
+                or_(ArchivedPost.archived_at < last[0], ArchivedPost.thread_id < last[1]),
             )
         batch = db.execute(
-            query.order_by(Post.archived_at.desc(), Post.thread_id.desc()).limit(WALK_BATCH)
+            query.order_by(ArchivedPost.archived_at.desc(), ArchivedPost.thread_id.desc()).limit(WALK_BATCH)
         ).all()
         for _, thread_id in batch:
             if thread_id is not None:
@@ -115,16 +120,18 @@ def _thread_rows(
 ) -> list[ThreadRow]:
     if not ids:
         return []
-    figures = select(Post.thread_id, func.count(), func.max(Post.archived_at)).where(
-        Post.list_name == list_name, Post.thread_id.in_(ids)
+    figures = select(ArchivedPost.thread_id, func.count(), func.max(ArchivedPost.archived_at)).where(
+        ArchivedPost.list_name == list_name, ArchivedPost.thread_id.in_(ids)
     )
     if window is not None:
-        figures = figures.where(Post.archived_at >= window[0], Post.archived_at < window[1])
-    counts = {row[0]: row for row in db.execute(figures.group_by(Post.thread_id))}
+        figures = figures.where(ArchivedPost.archived_at >= window[0], ArchivedPost.archived_at < window[1])
+    counts = {row[0]: row for row in db.execute(figures.group_by(ArchivedPost.thread_id))}
     starters = {
         row.id: row
         for row in db.execute(
-            select(Post.id, Post.message_id, Post.subject, Post.sender).where(Post.id.in_(ids))
+            select(ArchivedPost.id, ArchivedPost.message_id, ArchivedPost.subject, ArchivedPost.sender).where(
+                ArchivedPost.id.in_(ids)
+            )
         )
     }
     return [
@@ -145,7 +152,7 @@ def month_bounds(year: int, month: int, timezone: str) -> tuple[datetime, dateti
 
 def archive_years(db: Session, list_name: str, timezone: str, now: datetime) -> list[int]:
     """Years with posts, newest first: one index probe per year since the list's first post."""
-    first = db.scalar(select(func.min(Post.archived_at)).where(Post.list_name == list_name))
+    first = db.scalar(select(func.min(ArchivedPost.archived_at)).where(ArchivedPost.list_name == list_name))
     if first is None:
         return []
     zone = ZoneInfo(timezone)
@@ -155,9 +162,13 @@ def archive_years(db: Session, list_name: str, timezone: str, now: datetime) -> 
 
 def _has_posts(db: Session, list_name: str, start: datetime, end: datetime) -> bool:
     found = db.scalar(  # ordered by the index: else PostgreSQL may look for "any row" in the whole table
-        select(Post.archived_at)
-        .where(Post.list_name == list_name, Post.archived_at >= start, Post.archived_at < end)
-        .order_by(Post.archived_at)
+        select(ArchivedPost.archived_at)
+        .where(
+            ArchivedPost.list_name == list_name,
+            ArchivedPost.archived_at >= start,
+            ArchivedPost.archived_at < end,
+        )
+        .order_by(ArchivedPost.archived_at)
         .limit(1)
     )
     return found is not None
@@ -177,8 +188,12 @@ def month_counts(db: Session, list_name: str, year: int, timezone: str) -> list[
         start, end = month_bounds(year, month, timezone)
         posts = db.scalar(
             select(func.count())
-            .select_from(Post)
-            .where(Post.list_name == list_name, Post.archived_at >= start, Post.archived_at < end)
+            .select_from(ArchivedPost)
+            .where(
+                ArchivedPost.list_name == list_name,
+                ArchivedPost.archived_at >= start,
+                ArchivedPost.archived_at < end,
+            )
         )
         if posts:
             counted.append((month, int(posts)))
@@ -189,14 +204,14 @@ def activity(db: Session, names: list[str], since: datetime) -> dict[str, Activi
     recent = {
         row[0]: row
         for row in db.execute(
-            select(Post.list_name, func.count(), func.count(Post.sender.distinct()))
-            .where(Post.list_name.in_(names), Post.archived_at >= since)
-            .group_by(Post.list_name)
+            select(ArchivedPost.list_name, func.count(), func.count(ArchivedPost.sender.distinct()))
+            .where(ArchivedPost.list_name.in_(names), ArchivedPost.archived_at >= since)
+            .group_by(ArchivedPost.list_name)
         )
     }
     found = {}
     for name in names:  # one max per list: each is a single index lookup
-        latest = db.scalar(select(func.max(Post.archived_at)).where(Post.list_name == name))
+        latest = db.scalar(select(func.max(ArchivedPost.archived_at)).where(ArchivedPost.list_name == name))
         posts, posters = (recent[name][1], recent[name][2]) if name in recent else (0, 0)
         found[name] = Activity(posts, posters, latest)
     return found
@@ -207,20 +222,23 @@ def thread_page(db: Session, list_name: str, thread_id: int, page: int | None, p
     Only the page's posts are loaded: a long thread costs one query of ids for its shape. Without a
     ``page``, the page holding ``post_id``."""
     shape = db.execute(
-        select(Post.id, Post.parent_id, Post.sender)
-        .where(Post.list_name == list_name, Post.thread_id == thread_id)
-        .order_by(Post.archived_at, Post.id)
+        select(ArchivedPost.id, ArchivedPost.parent_id, ArchivedPost.sender)
+        .where(ArchivedPost.list_name == list_name, ArchivedPost.thread_id == thread_id)
+        .order_by(ArchivedPost.archived_at, ArchivedPost.id)
     ).all()
     order = _reading_order([(row.id, row.parent_id) for row in shape])
     pages = max(1, -(-len(order) // THREAD_PAGE_SIZE))
     if page is None:
         page = next((n // THREAD_PAGE_SIZE + 1 for n, (pid, _) in enumerate(order) if pid == post_id), 1)
     chunk = order[(min(page, pages) - 1) * THREAD_PAGE_SIZE :][:THREAD_PAGE_SIZE]
-    posts = {post.id: post for post in db.scalars(select(Post).where(Post.id.in_([pid for pid, _ in chunk])))}
+    posts = {
+        post.id: post
+        for post in db.scalars(select(ArchivedPost).where(ArchivedPost.id.in_([pid for pid, _ in chunk])))
+    }
     senders = {row.id: row.sender for row in shape}
     first = posts.get(order[0][0]) if order else None
     if first is None and order:
-        first = db.get(Post, order[0][0])
+        first = db.get(ArchivedPost, order[0][0])
     return ThreadPage(_nest(chunk, posts, senders), len(order), min(page, pages), pages, first)
 
 
@@ -242,7 +260,9 @@ def _reading_order(shape: list[tuple[int, int | None]]) -> list[tuple[int, int |
     return order
 
 
-def _nest(chunk: list[tuple[int, int | None]], posts: dict[int, Post], senders: dict[int, str]) -> list[Node]:
+def _nest(
+    chunk: list[tuple[int, int | None]], posts: dict[int, ArchivedPost], senders: dict[int, str]
+) -> list[Node]:
     roots: list[Node] = []
     branch: list[tuple[Node, list[Node]]] = []  # the current path: each node and the list it sits in
     for pid, parent in chunk:
@@ -269,11 +289,13 @@ def _nest(chunk: list[tuple[int, int | None]], posts: dict[int, Post], senders: 
 
 def thread_posts(db: Session, list_name: str, thread_id: int, last: int) -> tuple[int, list[Row[Any]]]:
     """A thread's size and its ``last`` newest posts (columns only), newest first."""
-    size = db.scalar(select(func.count()).where(Post.list_name == list_name, Post.thread_id == thread_id))
+    size = db.scalar(
+        select(func.count()).where(ArchivedPost.list_name == list_name, ArchivedPost.thread_id == thread_id)
+    )
     newest = db.execute(
-        select(Post.message_id, Post.subject, Post.sender, Post.archived_at)
-        .where(Post.list_name == list_name, Post.thread_id == thread_id)
-        .order_by(Post.archived_at.desc(), Post.id.desc())
+        select(ArchivedPost.message_id, ArchivedPost.subject, ArchivedPost.sender, ArchivedPost.archived_at)
+        .where(ArchivedPost.list_name == list_name, ArchivedPost.thread_id == thread_id)
+        .order_by(ArchivedPost.archived_at.desc(), ArchivedPost.id.desc())
         .limit(last)
     ).all()
     return int(size or 0), list(newest)
@@ -283,9 +305,19 @@ def window_posts(db: Session, list_name: str, start: datetime, end: datetime) ->
     """The posts a digest covered: archived in [start, end), in archive order."""
     return list(
         db.execute(
-            select(Post.message_id, Post.subject, Post.sender, Post.archived_at, Post.thread_id)
-            .where(Post.list_name == list_name, Post.archived_at >= start, Post.archived_at < end)
-            .order_by(Post.archived_at, Post.id)
+            select(
+                ArchivedPost.message_id,
+                ArchivedPost.subject,
+                ArchivedPost.sender,
+                ArchivedPost.archived_at,
+                ArchivedPost.thread_id,
+            )
+            .where(
+                ArchivedPost.list_name == list_name,
+                ArchivedPost.archived_at >= start,
+                ArchivedPost.archived_at < end,
+            )
+            .order_by(ArchivedPost.archived_at, ArchivedPost.id)
         )
     )
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from listserv.membership.requests import request_words
-from listserv.store.models import MailingList, Member, Subscription
+from listserv.store.models import ListRow, Member, Subscription
 from listserv.web.app import Ctx, Page, Problem
 
 
@@ -19,8 +19,8 @@ def _subscription(ctx: Ctx, list_name: str) -> Subscription | None:
         raise Problem(404, "no_list", list=list_name)
     return ctx.db.scalars(
         select(Subscription)
-        .join(MailingList)
-        .where(MailingList.name == list_name, Subscription.member_id == ctx.member().member_id)
+        .join(ListRow)
+        .where(ListRow.name == list_name, Subscription.member_id == ctx.member().member_id)
     ).first()
 
 

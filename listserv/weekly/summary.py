@@ -9,8 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.mail.templates import FALLBACK
-from listserv.store.models import Held, Post, Subscription, Topic
-from listserv.store.models import MailingList as ListRow
+from listserv.store.models import ArchivedPost, Held, ListRow, Subscription, Topic
 from listserv.weekly.calendar import iso_week, week_after
 from listserv.weekly.topics import missing_languages, text_for
 
@@ -21,9 +20,15 @@ def weekly_summary(
     """Figures for ``moderator_weekly_summary.txt``: the last 7 days of ``list_name`` up to ``now``, and
     next week's topic of ``room`` (title in the list's language, translations still missing)."""
     since = now - timedelta(days=7)
-    recent = (Post.list_name == list_name, Post.archived_at >= since, Post.archived_at < now)
+    recent = (
+        ArchivedPost.list_name == list_name,
+        ArchivedPost.archived_at >= since,
+        ArchivedPost.archived_at < now,
+    )
     posts, posters = session.execute(
-        select(func.count(Post.id), func.count(func.lower(Post.sender).distinct())).where(*recent)
+        select(func.count(ArchivedPost.id), func.count(func.lower(ArchivedPost.sender).distinct())).where(
+            *recent
+        )
     ).one()
     held: dict[str, int] = {
         kind: count
