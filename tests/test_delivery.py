@@ -81,9 +81,9 @@ def test_an_approved_post_reaches_each_member_once_decorated(
     copy = sink.to("ben@example.org", list_copies=True)[0]
     assert copy["Subject"] == "[TA-FR] Formation des formateurs"
     assert copy["List-Id"] == '"Assistance technique" <ta-fr.forum.example.org>'
-    assert copy["List-ArchivedPost"] == "<mailto:ta-fr@forum.example.org>"
+    assert copy["List-Post"] == "<mailto:ta-fr@forum.example.org>"
     assert "mailto:ta-fr-request@forum.example.org?subject=unsubscribe" in copy["List-Unsubscribe"]
-    assert copy["List-Unsubscribe-ArchivedPost"] is None  # one-click waits for the web endpoint (RFC 8058)
+    assert copy["List-Unsubscribe-Post"] is None  # one-click waits for the web endpoint (RFC 8058)
     assert copy["Archived-At"].startswith("<http://127.0.0.1:8080/lists/ta-fr/message/")
     assert copy["Precedence"] == "list"
     body = copy.get_body(("plain",)).get_content()

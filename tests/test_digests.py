@@ -305,7 +305,7 @@ def set_modes(engine: Engine, settings: Settings, modes: dict[str, tuple[str, st
 def archive(
     engine: Engine, list_name: str, name: str, at: datetime, parent: str | None = None, subject: str = ""
 ) -> str:
-    """A ArchivedPost row as the archive keeps it; a reply joins its parent's thread."""
+    """An ArchivedPost row as the archive keeps it; a reply joins its parent's thread."""
     message_id = f"<{name}@example.org>"
     subject = subject or (f"Re: {parent}" if parent else f"Subject {name}")
     replying = [f"In-Reply-To: <{parent}@example.org>"] if parent else []
