@@ -1,6 +1,6 @@
-"""The web UI's catalogues: every message of every web template is translated in French and Spanish
-with the same placeholders; a language without a catalogue shows English, says so in the log, and an
-Arabic page is laid out right to left."""
+"""The web UI's catalogues: every message of every web template is translated in French, Spanish,
+Arabic, Chinese and Russian with the same placeholders; a language without a catalogue shows English,
+says so in the log, and a right-to-left language (Persian, Arabic) is laid out right to left."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from listserv.config import SHIPPED_TEMPLATES
 from listserv.web.i18n import LOCALE_DIR, load_languages
 from listserv.web.pages import Pages
 
-COMPLETE = ["fr", "es"]
+COMPLETE = ["fr", "es", "ar", "zh", "ru"]
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 OPTIONS = {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}
 
@@ -62,23 +62,25 @@ def test_translations_keep_their_placeholders(language: str) -> None:
 
 def test_a_language_without_catalogue_falls_back_visibly(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        languages = load_languages(["en", "fr", "ar"])
-    assert "no web catalogue for 'ar'" in caplog.text
+        languages = load_languages(["en", "fr", "ar", "fa"])
+    assert "no web catalogue for 'fa'" in caplog.text
     pages = Pages(SHIPPED_TEMPLATES, "Europe/Zurich", languages)
-    html = pages.render(
-        "login.html",
-        "ar",
-        viewer=None,
-        csrf_token="t",
-        site_name="F",
-        path="/login",
-        query_string="",
-        next="/",
-        email="",
-        error=None,
-    )
-    assert '<html lang="ar" dir="rtl">' in html
+    context = {
+        "viewer": None,
+        "csrf_token": "t",
+        "site_name": "F",
+        "path": "/login",
+        "query_string": "",
+        "next": "/",
+        "email": "",
+        "error": None,
+    }
+    html = pages.render("login.html", "fa", **context)
+    assert '<html lang="fa" dir="rtl">' in html
     assert "Sign in" in html  # English words, not a crash
+    arabic = pages.render("login.html", "ar", **context)
+    assert '<html lang="ar" dir="rtl">' in arabic
+    assert "تسجيل الدخول" in arabic and "Sign in" not in arabic
 
 
 def test_catalogues_live_where_the_package_ships_them() -> None:
