@@ -18,6 +18,7 @@ stdlib would re-serialise the attached posts. The copy members receive is this, 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 from babel.dates import format_skeleton, format_time
 
 from digests.issue import DigestIssue, DigestPost, Format, Thread, group_threads, in_reading_order
-from listserv.mail.rawmime import CRLF, LINE_END, address_field, encode_transfer, subject_field
+from listserv.mail.rawmime import CRLF, LINE_END, address_field, encode_transfer, has_long_line, subject_field
 from listserv.mail.templates import MailTemplates, RenderedMail
 
 HEADER_TEMPLATE = "digest_header.txt"
@@ -161,8 +162,17 @@ def text_part(text: str, inline: bool = True) -> bytes:
 
 
 def message_part(raw: bytes) -> bytes:
-    """A post as message/rfc822: its bytes as archived (RFC 2046 §5.2.1: 8bit declared when needed)."""
+    """A post as message/rfc822: its bytes as archived (RFC 2046 §5.2.1: 8bit declared when needed).
+    A post with a line over 998 octets cannot travel so (message/rfc822 is never transfer-encoded): it
+    goes as a base64 ``.eml`` file with the same bytes, which mail clients open as a message."""
     data = LINE_END.sub(CRLF, raw)
+    if has_long_line(data):
+        encoded = base64.encodebytes(data).replace(b"\n", CRLF)
+        return (
+            b"Content-Type: application/octet-stream\r\n"
+            b'Content-Disposition: attachment; filename="message.eml"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n" + CRLF + encoded
+        )
     eight_bit = b"" if data.isascii() else b"Content-Transfer-Encoding: 8bit\r\n"
     return b"Content-Type: message/rfc822\r\n" + eight_bit + CRLF + data
 

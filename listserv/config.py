@@ -118,6 +118,9 @@ class ModerationConfig(Strict):
     # authserv-id of the upstream MTA whose Authentication-Results we trust (RFC 8601); None: trust none
     trusted_authserv_id: str | None = None
     verify_dkim: bool = False
+    # Pre-approval (moderators, chiefs, staff under hold: non_staff) needs DKIM aligned with the From
+    # domain (``authenticated``), or trusts the From header as written (``from_header``).
+    preapprove: Literal["authenticated", "from_header"] = "authenticated"
     code_ttl_days: int = Field(default=14, ge=1, le=365)
     remind_after_hours: int = Field(default=24, ge=1)
     notify_sender_held: bool = True  # tell the poster their message awaits moderation

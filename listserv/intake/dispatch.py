@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple
 
@@ -18,10 +18,19 @@ from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import Post
 from listserv.membership.bounces import Bounces
 from listserv.membership.requests import Requests
-from listserv.moderation.audit import AuditEntry
+from listserv.moderation.audit import AuditEntry, count_entries
 from listserv.moderation.queue import Moderation
 from listserv.moderation.replies import ModeratorMail
-from listserv.moderation.rules import Reason, Submission, Verdict, evaluate, is_automatic, looks_like_loop
+from listserv.moderation.rules import (
+    Reason,
+    Submission,
+    Verdict,
+    evaluate,
+    is_authenticated,
+    is_automatic,
+    looks_automatic,
+    looks_like_loop,
+)
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import enqueue
 from listserv.outgoing.publish import Publisher
@@ -33,12 +42,22 @@ DnsLookup = Callable[..., bytes | None]
 QUIET_DEFECTS = {"MissingDate"}  # common and harmless: not worth a moderator's attention
 
 
-def verify_dkim(raw: bytes, dns: DnsLookup | None = None) -> bool:
-    """dkimpy's verification; any error in an unreadable signature counts as a failure."""
+MAX_SIGNATURES = 5  # each costs a DNS look-up; a real message carries one or two
+
+
+def verify_dkim(raw: bytes, dns: DnsLookup | None = None) -> str | None:
+    """The d= domain of the first DKIM signature that verifies (dkimpy), or None. Any error in an
+    unreadable signature or a failed DNS look-up counts as a failure."""
     try:
-        return bool(dkim.verify(raw, dnsfunc=dns, timeout=5) if dns else dkim.verify(raw, timeout=5))
+        verifier = dkim.DKIM(raw, timeout=5)
+        count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
+        for index in range(min(count, MAX_SIGNATURES)):
+            verified = verifier.verify(index, dnsfunc=dns) if dns else verifier.verify(index)
+            if verified:
+                return verifier.domain.decode("ascii", "replace").lower()
     except Exception:  # dkimpy raises its own errors for malformed signatures and DNS failures
-        return False
+        return None
+    return None
 
 
 class Handlers(NamedTuple):
@@ -114,13 +133,7 @@ class Dispatch:
         elif outcome.verdict is Verdict.REJECT:
             log.info("rejected %s to %s: %s", received.message_id, list_name, keys)
             self.moderation.audit(session, self._verdict("reject", keys, list_name, received, post))
-            self.notifier.send(
-                session,
-                "sender_not_member.txt",
-                list_name,
-                [post.sender],
-                {"subject": post.subject, "sender": post.sender},
-            )
+            self._refuse(session, received, post, sub)
         elif outcome.verdict is Verdict.ACCEPT and route.kind == Kind.POST:
             self.publisher.publish(session, received, list_name, self.clock())
             self.moderation.audit(
@@ -130,6 +143,30 @@ class Dispatch:
             self.moderation.hold(
                 session, received, post, route, self._hold_reasons(outcome.reasons, post, route)
             )
+
+    def _refuse(self, session: Session, received: Received, post: Post, sub: Submission) -> None:
+        """Tell a non-member why, without becoming a backscatter source: a forged From would turn us
+        against its owner. Proven senders hear it every time, quoting their Subject; others at most
+        once a day per address, quoting nothing; the null sender never (RFC 5321 §4.5.5)."""
+        list_name = sub.mailing_list.name
+        if not received.mail_from:
+            log.info(
+                "%s from the null sender to %s: refused without an answer", received.message_id, list_name
+            )
+            return
+        proven = is_authenticated(sub)
+        since = self.clock() - timedelta(days=1)
+        if not proven and count_entries(session, "notify", post.sender, since, "not_member"):
+            log.info(
+                "%s: %s was already told today; refused without an answer", received.message_id, post.sender
+            )
+            return
+        context = {"subject": post.subject, "sender": post.sender, "quoted": proven}
+        self.notifier.send(session, "sender_not_member.txt", list_name, [post.sender], context)
+        self.moderation.audit(
+            session,
+            AuditEntry("notify", "not_member", list_name, detail=post.sender, message_id=received.message_id),
+        )
 
     @staticmethod
     def _verdict(action: str, keys: str, list_name: str, received: Received, post: Post) -> AuditEntry:
@@ -149,7 +186,7 @@ class Dispatch:
         self, session: Session, received: Received, post: Post, sub: Submission | None, to: list[str]
     ) -> None:
         """Mail for the owner (or postmaster) goes to people, unchanged; automatic mail does not."""
-        if sub is not None and (looks_like_loop(sub) or is_automatic(sub)):
+        if sub is not None and (looks_like_loop(sub) or is_automatic(sub) or looks_automatic(sub)):
             log.info("automatic mail %s to the owner address dropped", received.message_id)
             return
         if to:

@@ -45,25 +45,34 @@ class Recipient:
 
 
 def normalise_address(text: str) -> str | None:
-    """``Bob <Bob@Example.ORG>`` → ``Bob@example.org``; None when it is not one valid address."""
+    """``Bob <Bob@Example.ORG>`` → ``Bob@example.org``; None when it is not one valid address.
+
+    Syntax only (RFC 5321/5322, flanker's strict parser): intranet domains (``.internal``, ``.lan``,
+    ``.test``) are real here, so no list of public top-level domains is consulted. The domain needs a
+    dot, and an RFC 2047 encoded word is never an address (§5), even where its characters would parse.
+    """
     if not isinstance(text, str) or not text.strip():
         return None
     parsed = flanker_address.parse(text.strip(), strict=True)
     if not isinstance(parsed, flanker_address.EmailAddress):
         return None
-    # Offline checks only: syntax, known top-level domain.
-    valid = flanker_address.validate_address(parsed.address, skip_remote_checks=True)
-    return valid.address if valid is not None else None
+    address = str(parsed.address)
+    domain = address.rpartition("@")[2]
+    if "=?" in address or "." not in domain.strip(".") or domain.endswith("."):
+        return None
+    return address
 
 
 def parse_mailboxes(header_value: str) -> list[tuple[str, str]]:
-    """A From/To/Cc value → [(display name, normalised address)], skipping what is not an address.
+    """A From/To/Cc value → [(display name as written, normalised address)], skipping what is not an
+    address. Give it the header as written, not decoded: an encoded display name may hold anything,
+    "<x@evil.net>" included, and must never be read as an address (RFC 2047 §5).
 
     The stdlib splits the list (flanker's parse_list drops every entry if one is bad); flanker checks
     each address.
     """
     found = []
-    for name, addr_spec in getaddresses([header_value]):
+    for name, addr_spec in getaddresses([" ".join(header_value.split())]):
         address = normalise_address(addr_spec)
         if address is not None:
             found.append((name, address))

@@ -17,7 +17,7 @@ from datetime import datetime
 from email.message import Message
 
 from listserv.mail.addresses import parse_mailboxes
-from listserv.mail.text import decode_bytes, decode_header, filename, parse_date, payload
+from listserv.mail.text import clean_text, decode_bytes, decode_header, filename, parse_date, payload
 
 MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
@@ -37,7 +37,8 @@ class Attachment:
 class Post:
     message_id: str
     sender: str  # normalised address from From, '' when there is none
-    sender_name: str
+    sender_name: str  # decoded, on one line, without control characters
+    from_count: int  # addresses in the first From header; a post must have exactly one
     subject: str
     date: datetime | None
     language: str | None  # Content-Language, when the sender's client states it
@@ -90,16 +91,20 @@ def parse_post(raw: bytes) -> Post:
     defects: list[str] = []
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     defects += [type(defect).__name__ for defect in message.defects]
-    headers = tuple((str(key), decode_header(value, defects)) for key, value in message.raw_items())
+    raw_items = [(str(key), value) for key, value in message.raw_items()]
+    headers = tuple((key, decode_header(value, defects)) for key, value in raw_items)
     post_headers = {key.lower(): value for key, value in reversed(headers)}  # first occurrence wins
-    senders = parse_mailboxes(post_headers.get("from", ""))
+    # Addresses from the header as written; only then are display names decoded (RFC 2047 §5).
+    raw_from = next((str(value) for key, value in raw_items if key.lower() == "from"), "")
+    senders = parse_mailboxes(raw_from)
     if not senders:
         defects.append("NoValidFromAddress")
     text, attachments = _read_body(message, defects)
     return Post(
         message_id=find_message_id(raw) or "",
         sender=senders[0][1] if senders else "",
-        sender_name=senders[0][0] if senders else "",
+        sender_name=clean_text(decode_header(senders[0][0], defects)) if senders else "",
+        from_count=len(senders),
         subject=post_headers.get("subject", ""),
         date=parse_date(post_headers.get("date"), defects),
         language=(post_headers.get("content-language") or "").split(",")[0].strip().lower() or None,

@@ -55,6 +55,40 @@ class Entity:
         return b"".join(self.fields) + CRLF + self.body
 
 
+MAX_LINE = 998  # octets, without CRLF (RFC 5322 §2.1.1): relays refuse longer lines
+
+
+def has_long_line(data: bytes) -> bool:
+    return any(len(line) > MAX_LINE for line in LINE_END.split(data))
+
+
+def within_line_limit(entity: Entity) -> tuple[Entity, tuple[str, ...]]:
+    """Header fields with a line over the limit are folded at white space (which unfolding undoes);
+    a field that cannot be folded so is dropped. Returns the entity and the names it dropped."""
+    fields, dropped = [], []
+    for field in entity.fields:
+        if not has_long_line(field):
+            fields.append(field)
+        elif (folded := fold_field(field)) is not None:
+            fields.append(folded)
+        else:
+            dropped.append(field_name(field))
+    return replace(entity, fields=tuple(fields)), tuple(dropped)
+
+
+def fold_field(field: bytes) -> bytes | None:
+    """A field re-folded before white space so that no line passes the limit; None when it cannot be."""
+    words = re.split(rb"(?=[ \t])", b"".join(LINE_END.split(field.rstrip(b"\r\n"))))
+    lines = [b""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + len(word) > 78:
+            lines.append(b"")
+        lines[-1] += word
+    if any(len(line) > MAX_LINE for line in lines):
+        return None
+    return CRLF.join(lines) + CRLF
+
+
 def field_name(field: bytes) -> str:
     return field.split(b":", 1)[0].strip().lower().decode("latin-1") if b":" in field else ""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import email.header
+import re
 import unicodedata
 from datetime import UTC, datetime
 from email.errors import MessageError
@@ -18,6 +19,20 @@ from email.message import Message
 from email.utils import parsedate_to_datetime
 
 LATIN_1_NAMES = ("iso-8859-1", "latin-1", "latin1")
+# Labels mail clients write for what is really the label's superset (as browsers read them, WHATWG
+# Encoding): "gb2312" mail is GBK more often than not, and a strict gb2312 decoder fails on it.
+SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "euc-cn": "gb18030",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+}
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def decode_bytes(
@@ -31,6 +46,7 @@ def decode_bytes(
     (PostgreSQL refuses NUL in text)."""
     if windows_1252 and charset in LATIN_1_NAMES:
         charset = "windows-1252"
+    charset = SUPERSETS.get((charset or "").lower(), charset)
     for candidate in (charset, "utf-8"):
         if not candidate:
             continue
@@ -53,11 +69,33 @@ def decode_header(value: object, defects: list[str]) -> str:
         # (U+FFFD, say) may sit beside them, so encode as UTF-8, not ASCII.
         value = decode_bytes(value.encode("utf-8", "surrogateescape"), "utf-8")
     try:
-        text = str(email.header.make_header(email.header.decode_header(value)))
+        chunks = email.header.decode_header(value)
     except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
         defects.append("UndecodableHeader")
-        text = value
-    return " ".join(text.replace("\x00", "").split())
+        return clean_text(value)
+    # Each chunk decoded tolerantly (adjacent encoded words of one charset arrive joined, so a
+    # character split across two words is whole again); a wrong label falls back, never raises.
+    text = "".join(
+        decode_bytes(chunk, charset or "ascii") if isinstance(chunk, bytes) else chunk
+        for chunk, charset in chunks
+    )
+    return clean_text(text)
+
+
+def clean_text(text: str) -> str:
+    """Text safe to put on one header line: control characters (C0, DEL, C1) and lone surrogates
+    become spaces or U+FFFD, runs of white space one space."""
+    text = text.encode("utf-8", "replace").decode("utf-8") if has_surrogates(text) else text
+    return " ".join(CONTROL.sub(" ", text).split())
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds CR, LF, NUL or another control character (what input must refuse)."""
+    return CONTROL.search(text) is not None
+
+
+def has_surrogates(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def parse_date(value: str | None, defects: list[str]) -> datetime | None:

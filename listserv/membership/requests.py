@@ -25,7 +25,7 @@ from listserv.mail.message import Post
 from listserv.mail.templates import MailTemplates
 from listserv.membership.request_text import Request, first_words, read_requests, vocabulary_from
 from listserv.moderation.queue import Moderation
-from listserv.moderation.rules import Submission, is_automatic, looks_like_loop
+from listserv.moderation.rules import Submission, is_automatic, looks_automatic, looks_like_loop
 from listserv.outgoing.notices import Notifier
 from listserv.store.directory import find_member, subscribe
 from listserv.store.models import Confirmation, Held, Member, Received, Route, Subscription
@@ -61,7 +61,7 @@ class Requests:
         )
 
     def handle(self, session: Session, received: Received, post: Post, route: Route, sub: Submission) -> None:
-        if looks_like_loop(sub) or is_automatic(sub):
+        if looks_like_loop(sub) or is_automatic(sub) or looks_automatic(sub):
             log.info("automatic mail %s to %s-request: not answered", received.message_id, route.list_name)
             return
         address = post.sender

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.store.models import Audit
@@ -50,3 +50,11 @@ def audit_trail(session: Session, list_name: str | None = None, limit: int = 100
     if list_name:
         query = query.where(Audit.list_name == list_name)
     return list(reversed(session.scalars(query).all()))
+
+
+def count_entries(session: Session, action: str, result: str, detail: str, since: datetime) -> int:
+    query = select(func.count()).select_from(Audit)
+    query = query.where(
+        Audit.action == action, Audit.result == result, Audit.detail == detail, Audit.at >= since
+    )
+    return session.scalar(query) or 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
@@ -17,8 +17,10 @@ from listserv.mail.templates import MailTemplates
 from listserv.moderation.audit import AuditEntry
 from listserv.moderation.codes import derive_code
 from listserv.moderation.queue import Moderation
+from listserv.moderation.replies import FAILED_REPLIES
 from listserv.outgoing.notices import Notifier
-from listserv.store.models import Held, Received
+from listserv.store.models import Audit, Held, Received
+from listserv.store.once import record_once
 
 
 class Reminders:
@@ -58,6 +60,7 @@ class Reminders:
             sent += self._escalate(
                 session, [h for h in waiting if h.held_at <= now - timedelta(hours=2 * hours)], hours, now
             )
+            sent += self._report_reply_failures(session, list_name, now)
         return sent
 
     def _remind(
@@ -110,3 +113,26 @@ class Reminders:
             self.moderation.audit(session, AuditEntry("escalate", "sent", held.list_name, held_id=held.id))
             sent += 1
         return sent
+
+    def _report_reply_failures(self, session: Session, list_name: str, now: datetime) -> int:
+        """Once a day, the chief moderators hear of replies that piled up failing on a list (wrong,
+        expired or foreign codes; replies from addresses that may not moderate): someone may be
+        probing, or a moderator may be stuck. Each failure already has its audit row."""
+        chiefs = list(self.settings.chief_moderators)
+        since = now - timedelta(days=1)
+        failures = session.execute(
+            select(Audit.actor, func.count())
+            .where(Audit.list_name == list_name, Audit.at >= since, Audit.result.in_(FAILED_REPLIES))
+            .group_by(Audit.actor)
+            .order_by(func.count().desc())
+        ).all()
+        total = sum(count for _, count in failures)
+        if not chiefs or total < self.settings.lists[list_name].moderation.max_bad_codes_per_hour:
+            return 0
+        if not record_once(session, "reply_failures", f"{list_name}:{now.date().isoformat()}"):
+            return 0
+        senders = [{"address": actor, "count": count} for actor, count in failures[:10]]
+        self.notifier.send(
+            session, "chief_reply_failures.txt", list_name, chiefs, {"failures": total, "senders": senders}
+        )
+        return 1

@@ -18,12 +18,18 @@ from listserv.config import Settings
 from listserv.mail.message import Post
 from listserv.mail.own_text import own_lines
 from listserv.mail.templates import MailTemplates
-from listserv.moderation.audit import AuditEntry
+from listserv.moderation.audit import AuditEntry, count_entries
 from listserv.moderation.codes import find_held
 from listserv.moderation.proposals import Proposals, translation_from
 from listserv.moderation.queue import ACTION_OF, Moderation
 from listserv.moderation.reply_text import Action, Command, find_code, read_reply
-from listserv.moderation.rules import Submission, fails_authenticity, is_automatic, looks_like_loop
+from listserv.moderation.rules import (
+    Submission,
+    fails_authenticity,
+    is_automatic,
+    looks_automatic,
+    looks_like_loop,
+)
 from listserv.moderation.vocabulary import command_words, standalone_words, vocabulary
 from listserv.outgoing.notices import Notifier
 from listserv.store.directory import email_key
@@ -31,6 +37,7 @@ from listserv.store.models import Audit, Held, Received, Route
 
 log = logging.getLogger(__name__)
 BAD_CODE_RESULTS = ("unknown_code", "expired", "not_your_list")
+FAILED_REPLIES = (*BAD_CODE_RESULTS, "not_moderator", "unauthenticated")  # what the chiefs hear of daily
 
 
 class ModeratorMail:
@@ -75,8 +82,6 @@ class ModeratorMail:
                 refusal,
                 actor or received.mail_from,
             )
-            if refusal == "rate_limited":
-                self._explain(session, list_name, actor, "rate_limited")
             return
         if self._is_translation(session, received, post, route, actor):
             return
@@ -119,17 +124,12 @@ class ModeratorMail:
 
     def _refusal(self, session: Session, sub: Submission, actor: str, list_name: str) -> str | None:
         """Why this reply must decide nothing, before reading it; None when it may be read."""
-        if looks_like_loop(sub) or is_automatic(sub):
+        if looks_like_loop(sub) or is_automatic(sub) or looks_automatic(sub):
             return "automatic"  # a vacation message to the moderate address must never approve
         if not actor or not self._may_moderate(actor, list_name):
             return "not_moderator"
         if fails_authenticity(sub) is not None:
             return "unauthenticated"  # a forged moderator From
-        if (
-            self._bad_codes_last_hour(session, actor, list_name)
-            >= sub.mailing_list.moderation.max_bad_codes_per_hour
-        ):
-            return "rate_limited"
         return None
 
     def _may_moderate(self, actor: str, list_name: str) -> bool:
@@ -191,6 +191,7 @@ class ModeratorMail:
                     message_id=received.message_id,
                 ),
             )
+            self._note_flood(session, actor, list_name)
             self._explain(session, list_name, actor, problem, code=code)
             return
         assert held is not None
@@ -202,9 +203,28 @@ class ModeratorMail:
         elif decision.result == "already_decided":
             self._already(session, held.list_name, actor, code, decision.held)
 
+    def _note_flood(self, session: Session, actor: str, list_name: str) -> None:
+        """Wrong codes never lock a moderator out (a valid code always decides: 75 bits are not
+        guessed); past the limit they are only worth a log line, and the chiefs' daily line."""
+        limit = self.settings.lists[list_name].moderation.max_bad_codes_per_hour
+        if self._bad_codes_last_hour(session, actor, list_name) >= limit:
+            log.warning(
+                "wrong reply codes from %s on %s: %d or more within the hour", actor, list_name, limit
+            )
+
     def _explain(
         self, session: Session, list_name: str, actor: str, problem: str, code: str = "", own_text: str = ""
     ) -> None:
+        """At most one explanation per address per hour: replies forged from a moderator's address
+        must not turn into a flood in that moderator's inbox. The others are logged."""
+        if count_entries(session, "explain", actor, self.clock() - timedelta(hours=1)):
+            log.info(
+                "reply problem %s from %s on %s: already explained within the hour", problem, actor, list_name
+            )
+            return
+        self.moderation.audit(
+            session, AuditEntry("explain", problem, list_name, actor, "email", detail=actor)
+        )
         language = self.settings.lists[list_name].language
         self.notifier.send(
             session,

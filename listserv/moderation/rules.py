@@ -52,7 +52,7 @@ class Submission:
     list_id: str  # our List-Id value for this list, to recognise our own mail coming back
     loop_marker: str  # our X-Loop value
     raw: bytes = b""
-    verify_dkim: Callable[[bytes], bool] | None = None  # local DKIM check (dkimpy), when configured
+    verify_dkim: Callable[[bytes], str | None] | None = None  # dkimpy: the verified d= domain, or None
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,9 @@ def looks_like_loop(sub: Submission) -> Reason | None:
 
 
 def is_automatic(sub: Submission) -> Reason | None:
-    """RFC 3834 Auto-Submitted, Precedence, vacation responders, bounces and daemons."""
+    """Only what headers prove: RFC 3834 Auto-Submitted, Precedence, responders' own marks, delivery
+    reports. A discard is silent, so a subject or a sender's name never decides it (see
+    ``looks_automatic``): "Vacation policy for civil servants" is a real post."""
     headers = sub.post
     auto_submitted = (headers.header("Auto-Submitted") or "no").split(";")[0].strip().lower()
     precedence = (headers.header("Precedence") or "").strip().lower()
@@ -80,14 +82,33 @@ def is_automatic(sub: Submission) -> Reason | None:
         return Reason("automatic")
     if any(headers.header(name) for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response")):
         return Reason("automatic")
-    if AUTO_SUBJECT.match(headers.subject) or not sub.mail_from:
-        return Reason("automatic")
-    if DAEMON_SENDER.match(sub.sender.address) or DAEMON_SENDER.match(sub.mail_from):
-        return Reason("automatic")
+    if (headers.header("Content-Type") or "").strip().lower().startswith("multipart/report"):
+        return Reason("automatic")  # a delivery or disposition report (RFC 6522)
     return None
 
 
+def looks_automatic(sub: Submission) -> Reason | None:
+    """Subject words, daemon-like senders and an empty envelope sender suggest a machine, but prove
+    nothing: the post is held with a reason the moderator reads, never discarded."""
+    if AUTO_SUBJECT.match(sub.post.subject) or not sub.mail_from:
+        return Reason("looks_automatic")
+    if DAEMON_SENDER.match(sub.sender.address) or DAEMON_SENDER.match(sub.mail_from):
+        return Reason("looks_automatic")
+    return None
+
+
+def has_unclear_sender(sub: Submission) -> Reason | None:
+    """A post must come from exactly one address: none, or several, leaves nobody to credit or answer."""
+    if sub.post.from_count == 1 and sub.post.sender:
+        return None
+    if sub.post.from_count > 1:
+        return Reason("several_senders", {"count": str(sub.post.from_count)})
+    return Reason("no_sender")
+
+
 def sender_not_member(sub: Submission) -> Reason | None:
+    if has_unclear_sender(sub) is not None:
+        return None  # held for the moderators instead: there is nobody to refuse
     if sub.sender.is_member or sub.sender.is_moderator or sub.sender.is_chief:
         return None
     return Reason("not_member", {"sender": sub.sender.address or "?", "list_name": sub.mailing_list.name})
@@ -146,6 +167,46 @@ def is_preapproved(sub: Submission) -> Reason | None:
     return None
 
 
+def is_unverified_privilege(sub: Submission) -> Reason | None:
+    """Pre-approval is a privilege of the address, and a From header alone proves nothing: with
+    ``moderation.preapprove: authenticated`` it needs DKIM aligned with the From domain, verified here
+    or by the trusted MTA. The real moderator approves their own post with one reply; a forger never
+    sees the code."""
+    if sub.mailing_list.moderation.preapprove != "authenticated" or is_preapproved(sub) is None:
+        return None
+    if is_preapproved(sub) == Reason("moderation_off") or is_authenticated(sub):
+        return None
+    return Reason("sender_unverified", {"domain": sub.sender.address.rpartition("@")[2].lower()})
+
+
+def is_authenticated(sub: Submission) -> bool:
+    """The message is proven to come from its From domain: a trusted Authentication-Results with
+    dmarc=pass, or dkim=pass aligned with it; else a DKIM signature verified here, aligned with it."""
+    domain = sub.sender.address.rpartition("@")[2].lower()
+    if not domain:
+        return False
+    trusted = sub.mailing_list.moderation.trusted_authserv_id
+    if trusted is not None:
+        for name, value in sub.post.headers:
+            if name.lower() == "authentication-results":
+                for method, result, header_domain in _auth_results(value, trusted):
+                    if result == "pass" and method in ("dmarc", "dkim") and is_aligned(header_domain, domain):
+                        return True
+    signed = any(name.lower() == "dkim-signature" for name, _ in sub.post.headers)
+    if not signed or sub.verify_dkim is None:
+        return False
+    return is_aligned(sub.verify_dkim(sub.raw) or "", domain)
+
+
+def is_aligned(signing_domain: str, from_domain: str) -> bool:
+    """Relaxed alignment (RFC 7489 §3.1.1), approximated without a public-suffix list: the same
+    domain, or one a parent of the other — but never a bare top-level domain."""
+    signing, sender = signing_domain.lower().strip("."), from_domain.lower().strip(".")
+    if not signing or "." not in signing or "." not in sender:
+        return False
+    return signing == sender or sender.endswith("." + signing) or signing.endswith("." + sender)
+
+
 def always(sub: Submission) -> Reason | None:
     if sub.mailing_list.moderation.hold == "non_staff":
         return Reason("non_staff_held", {"sender": sub.sender.address})
@@ -156,8 +217,11 @@ POLICY: tuple[tuple[Rule, Verdict], ...] = (
     (looks_like_loop, Verdict.DISCARD),
     (is_automatic, Verdict.DISCARD),
     (sender_not_member, Verdict.REJECT),
+    (has_unclear_sender, Verdict.HOLD),
+    (looks_automatic, Verdict.HOLD),
     (fails_authenticity, Verdict.HOLD),
     (fails_local_dkim, Verdict.HOLD),
+    (is_unverified_privilege, Verdict.HOLD),
     (is_preapproved, Verdict.ACCEPT),
     (always, Verdict.HOLD),
 )

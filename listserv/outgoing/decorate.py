@@ -36,6 +36,7 @@ from listserv.mail.rawmime import (
     split_entity,
     split_parts,
     subject_field,
+    within_line_limit,
 )
 from listserv.mail.subjects import prefix_subject
 
@@ -76,7 +77,12 @@ def decorate(raw: bytes, decoration: Decoration) -> bytes:
     else:
         message = add_footer_or_wrap(original, decoration, data)
     message = set_subject(set_list_fields(message, decoration), decoration.subject_prefix)
-    return set_sender_fields(message, original, decoration, munged).to_bytes()
+    message, dropped = within_line_limit(set_sender_fields(message, original, decoration, munged))
+    if dropped:
+        log.warning(
+            "%s: header field(s) %s too long to send, left out of the copy", decoration.list_name, dropped
+        )
+    return message.to_bytes()
 
 
 def list_id(decoration: Decoration) -> bytes:

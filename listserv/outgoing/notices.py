@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
+from listserv.mail.rawmime import has_long_line
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.outbox import enqueue
 
@@ -83,15 +84,20 @@ class Notifier:
 
 
 def attach_original(message: EmailMessage, raw: bytes) -> None:
-    """Attach the held message as message/rfc822 — exactly its bytes, 8-bit and all."""
+    """Attach the held message as message/rfc822 — exactly its bytes, 8-bit and all — or, when those
+    bytes cannot travel so (a line over 998 octets; message/rfc822 may not be transfer-encoded,
+    RFC 2046 §5.2.1) or cannot be serialised, as a base64 file with the same bytes."""
     part = MIMEPart(policy=email.policy.SMTP)
     part["Content-Type"] = "message/rfc822"
     part["Content-Disposition"] = 'attachment; filename="original.eml"'
     try:
+        if has_long_line(raw):
+            raise ValueError("a line over 998 octets")
         part.set_payload([email.message_from_bytes(raw, policy=email.policy.compat32)])
-        part.as_bytes()  # can this be serialised? some malformed messages cannot
-    except Exception:
-        log.warning("original cannot be attached as message/rfc822; attaching it as a file")
+        if has_long_line(part.as_bytes()):  # can this be serialised, and sent? some messages cannot
+            raise ValueError("a line over 998 octets once serialised")
+    except Exception as error:
+        log.warning("original cannot be attached as message/rfc822 (%s); attaching it as a file", error)
         part = MIMEPart(policy=email.policy.SMTP)
         part.set_content(raw, maintype="application", subtype="octet-stream", filename="original.eml")
     message.make_mixed()

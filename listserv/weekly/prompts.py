@@ -17,7 +17,8 @@ from listserv.mail.addresses import AddressBook
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.publish import Publisher
-from listserv.store.models import JobRun, SentPrompt, Topic
+from listserv.store.models import SentPrompt, Topic
+from listserv.store.once import record_once
 from listserv.weekly.calendar import iso_week, prompt_time
 from listserv.weekly.prompt_mail import compose_prompt, prompt_message_id, prompt_sender
 from listserv.weekly.summary import weekly_summary
@@ -104,7 +105,7 @@ class Weekly:
         return 1
 
     def _skipped(self, session: Session, topic: Topic, waiting: list[MailingList], late: timedelta) -> int:
-        if not _first_time(session, "prompt_skipped", f"{topic.id}"):
+        if not record_once(session, "prompt_skipped", f"{topic.id}"):
             return 0
         for mailing_list in waiting:
             name = mailing_list.name
@@ -144,7 +145,7 @@ class Weekly:
         week = iso_week(now, self.settings.site.timezone)
         if now < prompt_time(week, when.day, when.time, self.settings.site.timezone):
             return 0
-        if not _first_time(session, "weekly_summary", week):
+        if not record_once(session, "weekly_summary", week):
             return 0
         for name, mailing_list in self.settings.lists.items():
             summary = weekly_summary(session, name, mailing_list.room, now, self.settings.site.timezone)
@@ -152,14 +153,3 @@ class Weekly:
                 session, "moderator_weekly_summary.txt", name, self.settings.moderators_of(name), summary
             )
         return len(self.settings.lists)
-
-
-def _first_time(session: Session, name: str, key: str) -> bool:
-    """Record (name, key) once; False when it was already recorded (by us or another process)."""
-    try:
-        with session.begin_nested():
-            session.add(JobRun(name=name, key=key))
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
