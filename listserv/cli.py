@@ -23,6 +23,7 @@ from listserv.admin.status import failures, status_counts
 from listserv.archive import index
 from listserv.config import ConfigError, Settings, config_path, load_settings
 from listserv.forum import Forum, build_jobs, build_parts
+from listserv.mail.text import has_control_characters
 from listserv.membership.requests import Requests
 from listserv.moderation.audit import audit_trail
 from listserv.moderation.codes import find_held
@@ -34,6 +35,10 @@ from listserv.store.db import make_engine, utc_now
 
 class CommandError(Exception):
     """Something the operator can fix; printed without a traceback."""
+
+
+class UsageError(CommandError):
+    """The command line itself is wrong (exit status 2), e.g. a control character in a field."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, settings, engine) or 0
     except (CommandError, topic_commands.TopicCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, UsageError) else 1
     except OperationalError as error:
         print(
             f"error: the database at {engine.url.render_as_string(hide_password=True)} cannot be used: "
@@ -92,11 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     add = _command(member_commands, "add", "add or update one member", cmd_add)
     add.add_argument("email")
     add.add_argument("--lists", required=True, help="list names separated by ';', e.g. 'ta-en;ta-fr'")
-    add.add_argument("--name", default="")
-    add.add_argument("--country", default="")
-    add.add_argument("--role", default="delegate", choices=directory.ROLES)
-    add.add_argument("--delivery", default="each", choices=directory.DELIVERIES)
-    add.add_argument("--language", default="")
+    # No defaults here: on an existing member, only the flags given change anything.
+    add.add_argument("--name")
+    add.add_argument("--country")
+    add.add_argument("--role", choices=directory.ROLES, help="default for a new member: delegate")
+    add.add_argument("--delivery", choices=directory.DELIVERIES, help="default for a new member: each")
+    add.add_argument("--language")
     remove = _command(member_commands, "remove", "remove a member (or only from one list)", cmd_remove)
     remove.add_argument("email")
     remove.add_argument("--list", dest="list_name")
@@ -199,21 +205,20 @@ def cmd_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    fields = {
-        "email": args.email,
-        "name": args.name,
-        "country": args.country,
-        "lists": args.lists,
-        "role": args.role,
-        "delivery": args.delivery,
-        "language": args.language,
+    given = {
+        key: value
+        for key in ("name", "country", "role", "delivery", "language")
+        if (value := getattr(args, key)) is not None
     }
+    unsafe = directory.unsafe_fields(given, ("name", "country"))
+    if unsafe:
+        raise UsageError("; ".join(unsafe) + "; nothing changed")
     try:
-        row = directory.check_row(fields, settings)
+        row = directory.check_row({"email": args.email, "lists": args.lists, **given}, settings)
     except ValueError as error:
         raise CommandError(str(error)) from None
     with Session(engine) as session, session.begin():
-        report = directory.apply_rows(session, [row], exact_lists=False)
+        report = directory.apply_rows(session, [row], exact_lists=False, only=frozenset(given))
     print(f"{row.email}: {'added' if report.added else 'updated'}")
     return 0
 
@@ -270,6 +275,8 @@ def cmd_queue(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
 
 
 def cmd_decide(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    if has_control_characters(getattr(args, "reason", "")):
+        raise UsageError("the reason contains a control character (CR, LF, NUL, …); write it on one line")
     moderation = build_parts(settings).moderation
     with Session(engine, expire_on_commit=False) as session, session.begin():
         held = find_held(session, args.held)
@@ -321,7 +328,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
     """What an operator checks first: is anything stuck or given up on?"""
     with Session(engine) as session:
         for table, counts in status_counts(session).items():
-            print(f"{table}: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())))
+            shown = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+            print(f"{table}: {shown or 0}")
         for line in failures(session):
             print(f"failed: {line}")
     return 0

@@ -131,6 +131,11 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
 
+class MembersConfig(Strict):
+    # Empty: any address of valid syntax; else only these domains (and their subdomains) may be members.
+    allowed_domains: list[str] = []
+
+
 class WeeklyTime(Strict):
     day: Weekday
     time: ClockTime
@@ -180,6 +185,7 @@ class Settings(Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     moderation: ModerationConfig = ModerationConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    members: MembersConfig = MembersConfig()
     languages: list[Language] = Field(default=["en"], min_length=1)
     rooms: list[RoomConfig] = Field(min_length=1)
     chief_moderators: list[Email] = []

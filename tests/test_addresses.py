@@ -67,7 +67,11 @@ def test_address_of_builds_the_grammar() -> None:
         ("  delegate@example.org ", "delegate@example.org"),
         ("bob", None),
         ("a@b", None),
-        ("bob@example.invalidtld", None),
+        # Syntax decides, not a list of public top-level domains: intranets use their own.
+        ("bob@example.invalidtld", "bob@example.invalidtld"),
+        ("ana@intranet.internal", "ana@intranet.internal"),
+        ("ben@host.lan", "ben@host.lan"),
+        ("=?utf-8?q?chief@gov.example.org?=", None),  # an encoded word is never an address
         ("bob..x@example.org", None),
         ("x@example.net, y@example.net", None),
         ("", None),

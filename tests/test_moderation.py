@@ -207,14 +207,21 @@ def test_a_wrong_code_is_explained_to_a_real_moderator(
     assert held_rows(relayed_engine)[0].state == "held"
 
 
-def test_guessing_codes_is_rate_limited(live: RunningForum, sink: Sink, relayed_engine: Engine) -> None:
+def test_guessing_codes_never_locks_the_moderator_out(
+    live: RunningForum, sink: Sink, relayed_engine: Engine
+) -> None:
+    """Forty wrong codes under the moderator's From (anyone can forge it) cost one explanation, and the
+    moderator's genuine reply still decides: 75-bit codes are not guessed, a lock-out is the attack."""
     notice = hold_one(live, sink)
-    for guess in range(10):
+    for guess in range(40):
         send(live.port, MOD_FR, f"ta-fr-moderate+ZZZZZ-ZZZZZ-ZZZ{guess:02d}@forum.example.org", "x", "ok")
-    reply_to_notice(live.port, notice, MOD_FR, "approuver")  # even the right code, now
     wait_processed(relayed_engine)
-    assert held_rows(relayed_engine)[0].state == "held"
-    assert audit(relayed_engine)[-1] == (MOD_FR, "reply", "rate_limited")
+    reply_to_notice(live.port, notice, MOD_FR, "approuver")
+    wait_for(lambda: held_rows(relayed_engine)[0].state == "approved", what="the genuine approval")
+    live_outbox_settles(relayed_engine)
+    explanations = [m for m in sink.to(MOD_FR) if "ZZZZZ" in m.get_body(("plain",)).get_content()]
+    assert len(explanations) == 1
+    assert sum(1 for _, action, result in audit(relayed_engine) if result == "unknown_code") == 40
 
 
 def test_a_non_member_is_told_the_forum_is_closed(
@@ -255,7 +262,14 @@ def test_a_moderator_is_preapproved_unless_dmarc_failed(
 
     settings = parse_settings(raw)
     with RunningForum(settings, relayed_engine, clock) as live:
-        send(live.port, MOD_FR, "ta-fr@forum.example.org", "Sujet de la semaine", "Bonjour")
+        send(
+            live.port,
+            MOD_FR,
+            "ta-fr@forum.example.org",
+            "Sujet de la semaine",
+            "Bonjour",
+            Authentication_Results="mx.forum.example.org; dmarc=pass header.from=forum.example.org",
+        )
         wait_for(lambda: archived(relayed_engine) == ["Sujet de la semaine"], what="direct archiving")
         send(
             live.port,
@@ -271,11 +285,13 @@ def test_a_moderator_is_preapproved_unless_dmarc_failed(
             "ta-fr@forum.example.org",
             "Vrai",
             "x",
-            Authentication_Results="evil.example; dmarc=fail header.from=forum.example.org",
-        )  # not trusted
-        [notice] = sink.wait_to(MOD_FR)
-        assert "DMARC" in notice.get_body(("plain",)).get_content()
-        wait_for(lambda: len(archived(relayed_engine)) == 2, what="the untrusted header to be ignored")
+            Authentication_Results="evil.example; dmarc=pass header.from=forum.example.org",
+        )  # not trusted: proves nothing either way
+        wait_for(lambda: len(held_rows(relayed_engine)) == 2, what="both unproven posts held")
+        notices = [m.get_body(("plain",)).get_content() for m in sink.to(MOD_FR)]
+        assert any("DMARC" in text for text in notices)
+        assert any("n'a pas pu être vérifié" in text for text in notices)
+        assert archived(relayed_engine) == ["Sujet de la semaine"]
 
 
 def test_hold_non_staff_lets_staff_through(
@@ -285,7 +301,8 @@ def test_hold_non_staff_lets_staff_through(
     sink: Sink,  # type: ignore[no-untyped-def]
 ) -> None:
     raw = relayed_settings.model_dump(mode="json")
-    raw["rooms"][0]["moderation"] = {"hold": "non_staff"}
+    # The hold policy alone, trusting the From header as written (the authenticated default: test_trust.py).
+    raw["rooms"][0]["moderation"] = {"hold": "non_staff", "preapprove": "from_header"}
     from listserv.config import parse_settings
 
     with RunningForum(parse_settings(raw), relayed_engine, clock) as live:

@@ -74,7 +74,7 @@ CONTEXTS = {
     },
     "sender_held.txt": {"subject": "Sujet"},
     "sender_rejected.txt": {"subject": "Sujet", "reason": "Hors sujet"},
-    "sender_not_member.txt": {"subject": "Sujet", "sender": "x@example.com"},
+    "sender_not_member.txt": {"subject": "Sujet", "sender": "x@example.com", "quoted": True},
 }
 TEMPLATES = MailTemplates(SHIPPED_TEMPLATES, "Europe/Zurich")
 

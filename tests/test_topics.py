@@ -16,7 +16,17 @@ from listserv.config import SHIPPED_TEMPLATES, Settings, parse_settings
 from listserv.mail.message import parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.decorate import decorate
-from listserv.store.models import ArchivedPost, Held, ListRow, Member, Received, Route, Subscription, Topic
+from listserv.store.models import (
+    ArchivedPost,
+    Audit,
+    Held,
+    ListRow,
+    Member,
+    Received,
+    Route,
+    Subscription,
+    Topic,
+)
 from listserv.weekly.calendar import iso_week, parse_week, prompt_time, week_after, week_start
 from listserv.weekly.prompt_mail import (
     SISTERS_HEADER,
@@ -374,6 +384,7 @@ SUMMARY = {
     "posters": 3,
     "held": 2,
     "held_proposals": 1,
+    "discarded": 2,
     "new_members": 1,
     "next_week": "2026-W50",
     "next_title": "Atelier budgétaire",
@@ -533,6 +544,22 @@ def test_weekly_summary_counts_the_last_seven_days(engine: Engine, settings: Set
         hold(session, "ta-fr", 2, kind="proposal")
         hold(session, "ta-fr", 3, state="approved")
         hold(session, "ta-en", 4)
+        for days, list_name, channel in (
+            (1, "ta-fr", "system"),
+            (2, "ta-fr", "email"),
+            (9, "ta-fr", "system"),
+        ):
+            # the policy's own discards in the week count; a moderator's discard or an older one does not
+            session.add(
+                Audit(
+                    at=now - timedelta(days=days),
+                    list_name=list_name,
+                    actor="system",
+                    channel=channel,
+                    action="discard",
+                    result="automatic",
+                )
+            )
         session.add(
             Topic(
                 room="ta",
@@ -550,6 +577,7 @@ def test_weekly_summary_counts_the_last_seven_days(engine: Engine, settings: Set
             "posters": 2,
             "held": 2,
             "held_proposals": 1,
+            "discarded": 1,
             "new_members": 2,
             "next_week": "2026-W50",
             "next_title": "Atelier budgétaire",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listserv.store.models import Held, Outbox, Received
+from listserv.store.models import Audit, Held, Outbox, Received
 
 
 def status_counts(session: Session) -> dict[str, dict[str, int]]:
@@ -13,6 +13,14 @@ def status_counts(session: Session) -> dict[str, dict[str, int]]:
     for name, model in (("received", Received), ("held", Held), ("outbox", Outbox)):
         rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
         found[name] = {state: count for state, count in rows}
+    # What the posting policy turned away by itself (moderators' own discards are decisions, in held).
+    for action, name in (("discard", "discarded"), ("reject", "refused")):
+        rows = session.execute(
+            select(Audit.result, func.count())
+            .where(Audit.action == action, Audit.channel == "system")
+            .group_by(Audit.result)
+        ).all()
+        found[name] = {reason: count for reason, count in rows}
     return found
 
 

@@ -147,12 +147,10 @@ class Dispatch:
     def _refuse(self, session: Session, received: Received, post: Post, sub: Submission) -> None:
         """Tell a non-member why, without becoming a backscatter source: a forged From would turn us
         against its owner. Proven senders hear it every time, quoting their Subject; others at most
-        once a day per address, quoting nothing; the null sender never (RFC 5321 §4.5.5)."""
+        once a day per address, quoting nothing; the null sender and daemons never (RFC 3834)."""
         list_name = sub.mailing_list.name
-        if not received.mail_from:
-            log.info(
-                "%s from the null sender to %s: refused without an answer", received.message_id, list_name
-            )
+        if looks_automatic(sub) is not None:  # the null sender, a daemon: RFC 3834 §2, never answer
+            log.info("%s to %s looks automatic: refused without an answer", received.message_id, list_name)
             return
         proven = is_authenticated(sub)
         since = self.clock() - timedelta(days=1)

@@ -33,6 +33,7 @@ SUPERSETS = {
 }
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+WHITE_SPACE = str.maketrans("\t\n\r\x0b\x0c", "     ")
 
 
 def decode_bytes(
@@ -83,10 +84,10 @@ def decode_header(value: object, defects: list[str]) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Text safe to put on one header line: control characters (C0, DEL, C1) and lone surrogates
-    become spaces or U+FFFD, runs of white space one space."""
+    """Text safe to put on one header line: line breaks and tabs become spaces, other control
+    characters (C0, DEL, C1) go, lone surrogates become U+FFFD, runs of white space one space."""
     text = text.encode("utf-8", "replace").decode("utf-8") if has_surrogates(text) else text
-    return " ".join(CONTROL.sub(" ", text).split())
+    return " ".join(CONTROL.sub("", text.translate(WHITE_SPACE)).split())
 
 
 def has_control_characters(text: str) -> bool:

@@ -52,9 +52,12 @@ def audit_trail(session: Session, list_name: str | None = None, limit: int = 100
     return list(reversed(session.scalars(query).all()))
 
 
-def count_entries(session: Session, action: str, result: str, detail: str, since: datetime) -> int:
+def count_entries(
+    session: Session, action: str, detail: str, since: datetime, result: str | None = None
+) -> int:
+    """How often ``action`` (with ``result``, if given) was recorded about ``detail`` since ``since``."""
     query = select(func.count()).select_from(Audit)
-    query = query.where(
-        Audit.action == action, Audit.result == result, Audit.detail == detail, Audit.at >= since
-    )
+    query = query.where(Audit.action == action, Audit.detail == detail, Audit.at >= since)
+    if result is not None:
+        query = query.where(Audit.result == result)
     return session.scalar(query) or 0

@@ -103,7 +103,7 @@ class Moderation:
         )
         session.add(held)
         session.flush()
-        self.notify_moderators(session, held, received.raw, post, "moderator_held.txt")
+        self._notify_held(session, held, received.raw, post)
         moderators = {address.lower() for address in self.settings.moderators_of(held.list_name)}
         if (
             held.kind != "subscription"  # the requester gets their own "pending" answer
@@ -123,6 +123,23 @@ class Moderation:
         )
         return minted.code
 
+    def _notify_held(self, session: Session, held: Held, raw: bytes, post: Post) -> None:
+        """The notice is composed from hostile input; if it cannot be built, the post stays held and
+        the moderators get a minimal notice (no excerpt, no attachment) with the reason, rather than
+        the message sitting in the worker's retries unseen."""
+        try:
+            with session.begin_nested():
+                self.notify_moderators(session, held, raw, post, "moderator_held.txt")
+        except Exception:
+            log.exception(
+                "notice for %s on %s could not be built; a minimal one is sent",
+                held.message_id,
+                held.list_name,
+            )
+            held.reasons = [*held.reasons, {"key": "notice_incomplete", "params": {}}]
+            bare = replace(post, text="", attachments=())
+            self.notify_moderators(session, held, raw, bare, "moderator_held.txt", attach_original=False)
+
     def notify_moderators(
         self,
         session: Session,
@@ -131,6 +148,7 @@ class Moderation:
         post: Post,
         template: str,
         recipients: list[str] | None = None,
+        attach_original: bool = True,
         **extra: Any,
     ) -> None:
         code = derive_code(self.secret, held.code_nonce)
@@ -142,7 +160,7 @@ class Moderation:
             recipients or self.settings.moderators_of(held.list_name),
             context,
             reply_to=self.book.address_of(held.list_name, Kind.MODERATE, code),
-            attach=raw,
+            attach=raw if attach_original else None,
         )
 
     def _notice_context(

@@ -222,9 +222,7 @@ class ModeratorMail:
                 "reply problem %s from %s on %s: already explained within the hour", problem, actor, list_name
             )
             return
-        self.moderation.audit(
-            session, AuditEntry("explain", problem, list_name, actor, "email", detail=actor)
-        )
+        self.moderation.audit(session, AuditEntry("explain", "sent", list_name, actor, "email", detail=actor))
         language = self.settings.lists[list_name].language
         self.notifier.send(
             session,

@@ -90,11 +90,16 @@ def is_automatic(sub: Submission) -> Reason | None:
 def looks_automatic(sub: Submission) -> Reason | None:
     """Subject words, daemon-like senders and an empty envelope sender suggest a machine, but prove
     nothing: the post is held with a reason the moderator reads, never discarded."""
-    if AUTO_SUBJECT.match(sub.post.subject) or not sub.mail_from:
+    if AUTO_SUBJECT.match(sub.post.subject) or is_null_sender(sub.mail_from):
         return Reason("looks_automatic")
     if DAEMON_SENDER.match(sub.sender.address) or DAEMON_SENDER.match(sub.mail_from):
         return Reason("looks_automatic")
     return None
+
+
+def is_null_sender(mail_from: str) -> bool:
+    """``MAIL FROM:<>`` (aiosmtpd keeps the brackets): delivery reports and other automatic mail."""
+    return not mail_from.strip().strip("<>").strip()
 
 
 def has_unclear_sender(sub: Submission) -> Reason | None:

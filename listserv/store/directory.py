@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from listserv.config import Settings
 from listserv.mail.addresses import normalise_address
+from listserv.mail.text import has_control_characters
 from listserv.store.models import ListRow, Member, Subscription
 
 CSV_HEADER = ["email", "name", "country", "lists", "role", "delivery", "language"]
@@ -114,6 +115,10 @@ def check_row(values: dict[str, str], settings: Settings) -> MemberRow:
     language = values.get("language") or None
     if language is not None and language not in settings.languages:
         problems.append(f"language {language!r} must be one of {', '.join(settings.languages)}")
+    problems += unsafe_fields(values, ("name", "country"))
+    if email is not None and not is_allowed_domain(email, settings.members.allowed_domains):
+        allowed = ", ".join(settings.members.allowed_domains)
+        problems.append(f"{email}: the domain is not one of members.allowed_domains ({allowed})")
     if problems or email is None:
         raise ValueError("; ".join(problems))
     return MemberRow(
@@ -121,8 +126,32 @@ def check_row(values: dict[str, str], settings: Settings) -> MemberRow:
     )
 
 
-def apply_rows(session: Session, rows: Iterable[MemberRow], exact_lists: bool = True) -> ImportReport:
-    """Create or update each member. With ``exact_lists`` the row's lists become the member's lists."""
+def unsafe_fields(values: dict[str, str], names: Iterable[str]) -> list[str]:
+    """A problem for each field holding a control character: CR or LF in a name would reach the
+    headers of every notice that names the member."""
+    return [
+        f"{name} contains a control character (CR, LF, NUL, …); write it on one line"
+        for name in names
+        if has_control_characters(values.get(name) or "")
+    ]
+
+
+def is_allowed_domain(address: str, allowed: Iterable[str]) -> bool:
+    """No restriction when ``allowed`` is empty; else the domain or one of its parents is listed."""
+    domains = {domain.lower().strip(".") for domain in allowed}
+    domain = address.rpartition("@")[2].lower()
+    return not domains or any(domain == d or domain.endswith("." + d) for d in domains)
+
+
+def apply_rows(
+    session: Session,
+    rows: Iterable[MemberRow],
+    exact_lists: bool = True,
+    only: frozenset[str] | None = None,
+) -> ImportReport:
+    """Create or update each member. With ``exact_lists`` the row's lists become the member's lists.
+    ``only`` names the fields to change on an existing member (``members add`` changes what its flags
+    name, no more); None changes them all (an import states every field)."""
     lists = {ml.name: ml for ml in session.scalars(select(ListRow))}
     report = ImportReport()
     for row in rows:
@@ -133,14 +162,17 @@ def apply_rows(session: Session, rows: Iterable[MemberRow], exact_lists: bool = 
             outcome = report.added
         else:
             outcome = report.updated
-        changed = _set_fields(member, row) | _set_subscriptions(member, row, lists, exact_lists)
+        fields = None if outcome is report.added else only
+        changed = _set_fields(member, row, fields) | _set_subscriptions(
+            member, row, lists, exact_lists, fields
+        )
         if outcome is report.updated and not changed:
             outcome = report.unchanged
         outcome.append(row.email)
     return report
 
 
-def _set_fields(member: Member, row: MemberRow) -> bool:
+def _set_fields(member: Member, row: MemberRow, only: frozenset[str] | None) -> bool:
     wanted = {
         "email": row.email,
         "name": row.name,
@@ -148,13 +180,16 @@ def _set_fields(member: Member, row: MemberRow) -> bool:
         "role": row.role,
         "language": row.language,
     }
+    wanted = {key: value for key, value in wanted.items() if only is None or key in only or key == "email"}
     changed = {key for key, value in wanted.items() if getattr(member, key) != value}
     for key in changed:
         setattr(member, key, wanted[key])
     return bool(changed)
 
 
-def _set_subscriptions(member: Member, row: MemberRow, lists: dict[str, ListRow], exact: bool) -> bool:
+def _set_subscriptions(
+    member: Member, row: MemberRow, lists: dict[str, ListRow], exact: bool, only: frozenset[str] | None
+) -> bool:
     changed = False
     current = {sub.mailing_list.name: sub for sub in member.subscriptions}
     for name in row.lists:
@@ -162,7 +197,7 @@ def _set_subscriptions(member: Member, row: MemberRow, lists: dict[str, ListRow]
         if sub is None:
             member.subscriptions.append(Subscription(mailing_list=lists[name], delivery=row.delivery))
             changed = True
-        elif sub.delivery != row.delivery:
+        elif sub.delivery != row.delivery and (only is None or "delivery" in only):
             sub.delivery = row.delivery
             changed = True
     if exact:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
 from listserv.archive.reading import MessageView, read_message
+from listserv.mail.text import has_control_characters
 from listserv.moderation.queue import Decision, moderation_queue
 from listserv.moderation.vocabulary import ACTIONS, reason_text
 from listserv.store.directory import email_key
@@ -168,6 +169,9 @@ def decide(ctx: Ctx) -> Response:
     if action not in ACTIONS:
         raise Problem(400, "bad_action")
     reason = ctx.field("reason")[:MAX_REASON]
+    if has_control_characters(reason):  # a reason is mailed to the sender: one line, nothing hidden
+        ctx.session["flash"] = {"key": "bad_reason", "subject": held.subject[:200]}
+        return RedirectResponse(f"/moderation/{list_name}/", 303)
     if held.kind == "translation" and action == "approve":
         _decide_translation(ctx, viewer, held)
     elif held.kind == "proposal" and action == "approve":

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.mail.templates import FALLBACK
-from listserv.store.models import ArchivedPost, Held, ListRow, Subscription, Topic
+from listserv.store.models import ArchivedPost, Audit, Held, ListRow, Subscription, Topic
 from listserv.weekly.calendar import iso_week, week_after
 from listserv.weekly.topics import missing_languages, text_for
 
@@ -38,6 +38,15 @@ def weekly_summary(
             .group_by(Held.kind)
         )
     }
+    discarded = (
+        session.scalar(
+            select(func.count())
+            .select_from(Audit)
+            .where(Audit.list_name == list_name, Audit.action == "discard", Audit.channel == "system")
+            .where(Audit.at >= since, Audit.at < now)
+        )
+        or 0
+    )
     new_members = (
         session.scalar(
             select(func.count())
@@ -66,6 +75,7 @@ def weekly_summary(
         "posters": posters,
         "held": sum(held.values()),
         "held_proposals": held.get("proposal", 0),
+        "discarded": discarded,  # by the posting policy: provably automatic mail, audited one by one
         "new_members": new_members,
         "next_week": next_week,
         "next_title": next_title,

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
+from listserv.mail.text import has_control_characters
 from listserv.store.models import Topic
 from listserv.weekly.calendar import iso_week, parse_week, week_after
 
@@ -139,6 +140,10 @@ def _texts(
             problems.append(f"{key}.{language}: expected text, got {text!r} (put it in quotes)")
         elif key == "titles" and len(text.strip().splitlines()) > 1:
             problems.append(f"{key}.{language}: a title must fit on one line (it becomes the Subject)")
+        elif key == "titles" and has_control_characters(text.strip()):
+            problems.append(
+                f"{key}.{language}: a title may not contain control characters (it becomes the Subject)"
+            )
         else:
             found[language] = text.strip() if key == "titles" else text.strip("\n").rstrip()
     return found, problems
