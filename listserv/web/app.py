@@ -1,9 +1,10 @@
 """The web app's frame: routes as data, one guarded wrapper for them all, errors as pages.
 
 The wrapper does, for every route: read the signed session cookie, check the CSRF token of a form
-post, then — in the thread pool — load the viewer from the server-side session its token names, refuse anonymous visitors to anything but public
-pages, open a database session and run the handler. A handler raises ``Problem`` for a refusal with
-a reason; the error page explains it in the reader's language. Nothing a user sees is a traceback.
+post, then — in the thread pool — load the viewer from the server-side session the cookie's token
+names, refuse anonymous visitors to anything but public pages, open a database session and run the
+handler. A handler raises ``Problem`` for a refusal with a reason; the error page explains it in the
+reader's language. Nothing a user sees is a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
