@@ -4,18 +4,20 @@ moderator reads and moderates everything; a guest (invited to one discussion) re
 Who is signed in is a ``web_session`` row, found by the SHA-256 of the random token in the cookie: one
 primary-key lookup joined to the member, per page. Signing out ends the row, so a copied cookie stops
 working; a password change ends every session (the row keeps the fingerprint of the password it was
-opened with)."""
+opened with). Session times are wall-clock time, as the cookie's own expiry is: the forum's clock
+(``Site.clock``) is business time, which tests move by weeks."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from listserv.store.db import utc_now
 from listserv.store.models import ListRow, Member, Moderator, Subscription, WebSession
 
 
@@ -51,9 +53,10 @@ def session_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(session: Session, member: Member, now: datetime, max_age: timedelta) -> str:
+def open_session(session: Session, member: Member, max_age: timedelta) -> str:
     """A new signed-in session for ``member``; returns the token for the cookie. The member's ended and
     expired rows are swept here, where they are few, rather than by a job."""
+    now = utc_now()
     session.execute(
         delete(WebSession).where(
             WebSession.member_id == member.id,
@@ -72,23 +75,23 @@ def open_session(session: Session, member: Member, now: datetime, max_age: timed
     return token
 
 
-def end_session(session: Session, token: str, now: datetime) -> None:
+def end_session(session: Session, token: str) -> None:
     session.execute(
         update(WebSession)
         .where(WebSession.id == session_key(token), WebSession.ended_at.is_(None))
-        .values(ended_at=now)
+        .values(ended_at=utc_now())
     )
 
 
-def end_every_session(session: Session, member_id: int, now: datetime) -> None:
+def end_every_session(session: Session, member_id: int) -> None:
     session.execute(
         update(WebSession)
         .where(WebSession.member_id == member_id, WebSession.ended_at.is_(None))
-        .values(ended_at=now)
+        .values(ended_at=utc_now())
     )
 
 
-def load_signed_in(session: Session, token: str, now: datetime, max_age: timedelta) -> Viewer | None:
+def load_signed_in(session: Session, token: str, max_age: timedelta) -> Viewer | None:
     """The viewer of a session token, or None if the session ended, expired or its password changed."""
     found = session.execute(
         select(Member, WebSession.password_fingerprint)
@@ -96,7 +99,7 @@ def load_signed_in(session: Session, token: str, now: datetime, max_age: timedel
         .where(
             WebSession.id == session_key(token),
             WebSession.ended_at.is_(None),
-            WebSession.created_at > now - max_age,
+            WebSession.created_at > utc_now() - max_age,
         )
     ).first()
     if found is None:

@@ -220,7 +220,7 @@ def _viewer(db: Session, request: Request, site: Site) -> Viewer | None:
     token = request.session.get("sid")
     if not isinstance(token, str):
         return None
-    viewer = load_signed_in(db, token, site.clock(), site.session_age)
+    viewer = load_signed_in(db, token, site.session_age)
     if viewer is None:  # signed out, expired, password changed or member gone: this session has ended
         request.session.clear()
     return viewer

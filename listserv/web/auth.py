@@ -76,9 +76,9 @@ def _verify(member: Member | None, password: str) -> bool:
 def _sign_in(ctx: Ctx, member: Member) -> None:
     keep_language, previous = ctx.session.get("language"), ctx.session.get("sid")
     if isinstance(previous, str):
-        end_session(ctx.db, previous, ctx.site.clock())
+        end_session(ctx.db, previous)
     ctx.session.clear()  # a fresh session: nothing from before the login carries over (fixation)
-    ctx.session["sid"] = open_session(ctx.db, member, ctx.site.clock(), ctx.site.session_age)
+    ctx.session["sid"] = open_session(ctx.db, member, ctx.site.session_age)
     if keep_language:
         ctx.session["language"] = keep_language
     csrf_token(ctx.session)
@@ -87,7 +87,7 @@ def _sign_in(ctx: Ctx, member: Member) -> None:
 def logout(ctx: Ctx) -> Response:
     token = ctx.session.get("sid")
     if isinstance(token, str):
-        end_session(ctx.db, token, ctx.site.clock())  # a copy of the cookie ends with this one
+        end_session(ctx.db, token)  # a copy of the cookie ends with this one
     ctx.session.clear()
     return RedirectResponse("/login", 303)
 
@@ -165,7 +165,7 @@ def reset(ctx: Ctx) -> Response:
             "password_reset.html", 400, email=member.email, error=error, minimum=MIN_PASSWORD_LENGTH
         )
     member.password_hash = directory.PASSWORDS.hash(password)
-    end_every_session(ctx.db, member.id, ctx.site.clock())  # whoever knew the old password is out
+    end_every_session(ctx.db, member.id)  # whoever knew the old password is out
     _sign_in(ctx, member)
     return RedirectResponse("/", 303)
 
