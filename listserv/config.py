@@ -10,6 +10,7 @@ never has to know where a value came from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -59,7 +60,19 @@ def _timezone(value: str) -> str:
     return value
 
 
+def _network(value: str) -> str:
+    """An IP address or a CIDR network, written back in its normal form (``10.0.0.0/8``)."""
+    try:
+        return str(ipaddress.ip_network(value.strip()))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network like '10.0.0.1' or '10.0.0.0/8' "
+            "(a network must not have host bits set)"
+        ) from None
+
+
 Email = Annotated[str, AfterValidator(_email)]
+Network = Annotated[str, AfterValidator(_network)]
 Language = Annotated[str, AfterValidator(_language)]
 
 
@@ -91,6 +104,8 @@ class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     session_days: int = Field(default=14, ge=1, le=365)  # a signed-in session lasts this long
+    # Reverse proxies whose X-Forwarded-For names the client; from any other peer the header is ignored.
+    trusted_proxies: list[Network] = []
 
 
 class RelayConfig(Strict):

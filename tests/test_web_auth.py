@@ -6,19 +6,36 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
 
+import httpx2
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from listserv.config import Settings
-from listserv.store.models import Member, Outbox
+from listserv.config import ConfigError, Settings, parse_settings
+from listserv.store.models import Member, Outbox, WebSession
+from listserv.web import limits
 from listserv.web.app import Access
+from listserv.web.limits import LoginLimiter, client_address, parse_networks
 from listserv.web.routes import all_pages
 from listserv.web.server import WebServer
-from tests.conftest import PASSWORD, WebClient, add_members, set_password
+from tests.conftest import (
+    CSRF_FIELD,
+    PASSWORD,
+    WebClient,
+    add_members,
+    make_config,
+    set_password,
+)
 
 DELEGATE = "ana@example.org"
 SAMPLE = {
@@ -109,7 +126,7 @@ def test_wrong_password_then_rate_limit_with_a_clear_message(web: WebClient, del
     assert limited.status_code == 429
     assert "Too many failed attempts. Try again in 15 minutes" in limited.text
     other = web.post("/login", {"email": "chief@forum.example.org", "password": "x" * 12, "next": "/"})
-    assert other.status_code == 400  # the limit is per address first; this client has tries left
+    assert other.status_code == 400  # the limit is per client and address; this client has tries left
 
 
 def test_rate_limit_per_client_covers_many_addresses(web: WebClient, delegate: str) -> None:
@@ -226,3 +243,172 @@ def test_the_web_listener_is_tcp_so_pages_leave_without_a_nagle_delay(
             await server.stop()
 
     assert asyncio.run(listener_proto()) == socket.IPPROTO_TCP
+
+
+# ---- Attacks on sign-in, over real HTTP from two loopback clients (127.0.0.1 and 127.0.0.2) -------------
+
+
+@contextmanager
+def serving(settings: Settings, engine: Engine) -> Iterator[str]:
+    """The real web listener (uvicorn, as ``serve`` runs it) on 127.0.0.1; yields its base URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = WebServer(WebClient(settings, engine).app, "127.0.0.1", 0)
+    port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture
+def served(settings: Settings, engine: Engine) -> Iterator[str]:
+    with serving(settings, engine) as base:
+        yield base
+
+
+class Browser:
+    """A real HTTP client whose connections come from ``host`` (any 127.x address is this machine)."""
+
+    def __init__(self, base: str, host: str, **options: Any) -> None:
+        transport = httpx2.HTTPTransport(local_address=host)
+        self.http = httpx2.Client(base_url=base, transport=transport, trust_env=False, timeout=30, **options)
+
+    def post(self, path: str, data: dict[str, str], **headers: str) -> httpx2.Response:
+        found = CSRF_FIELD.search(self.http.get("/password/forgot").text)
+        assert found, "no CSRF field"
+        return self.http.post(path, data={**data, "csrf": found.group(1)}, headers=headers)
+
+    def sign_in(self, address: str, password: str = PASSWORD, **headers: str) -> httpx2.Response:
+        return self.post("/login", {"email": address, "password": password, "next": "/"}, **headers)
+
+    def is_signed_in(self) -> bool:
+        return self.http.get("/").headers["location"] == "/lists/"
+
+
+def timed(call: Any) -> tuple[httpx2.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def test_wrong_passwords_from_one_client_slow_the_owner_on_another_but_never_lock_them_out(
+    served: str, delegate: str
+) -> None:
+    attacker, owner, third = (Browser(served, f"127.0.0.{n}") for n in (1, 2, 3))
+    for _ in range(5):
+        assert attacker.sign_in(delegate, "wrong password!").status_code == 400
+    assert attacker.sign_in(delegate).status_code == 429  # the attacking client is stopped on this address
+    answer, took = timed(lambda: owner.sign_in(delegate))
+    assert answer.status_code == 303 and owner.is_signed_in()  # the owner, from elsewhere, gets in
+    assert took >= limits.FIRST_DELAY  # … a little slower: the address is under attack
+    wrong, took = timed(lambda: third.sign_in(delegate, "another guess!"))
+    assert wrong.status_code == 400 and took >= limits.FIRST_DELAY
+
+
+def test_an_address_under_attack_gets_slower_up_to_a_cap_and_forgets() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(clock=lambda: now[0])
+    delays = []
+    for attempt in range(11):
+        delays.append(limiter.delay_seconds("ana@example.org"))
+        limiter.failed("ana@example.org", f"198.51.100.{attempt}")
+    assert delays == [0, 0, 0, 0, 0, 1, 2, 4, 8, 10, 10]
+    assert limiter.delay_seconds("bob@example.org") == 0  # other addresses are not concerned
+    assert limiter.wait_minutes("ana@example.org", "198.51.100.99") == 0  # nor other clients
+    now[0] += limits.WINDOW_SECONDS + 1
+    assert limiter.delay_seconds("ana@example.org") == 0
+
+
+def test_reset_requests_are_limited_per_address_without_blocking_sign_in(
+    served: str, engine: Engine, delegate: str
+) -> None:
+    browser = Browser(served, "127.0.0.1")
+    answers = [browser.post("/password/forgot", {"email": delegate}) for _ in range(5)]
+    assert browser.sign_in(delegate).status_code == 303 and browser.is_signed_in()
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429, 429]
+    assert "Too many requests for this address. Try again in 60 minutes." in answers[-1].text
+    with Session(engine) as session:
+        mails = session.scalars(select(Outbox).where(Outbox.purpose == "member_password_reset")).all()
+    assert len(mails) == limits.RESETS_PER_ADDRESS  # a stranger cannot flood the mailbox either
+
+
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(served: str, delegate: str) -> None:
+    owner, laptop = Browser(served, "127.0.0.1"), Browser(served, "127.0.0.1")
+    assert owner.sign_in(delegate).status_code == 303 and laptop.sign_in(delegate).status_code == 303
+    thief = Browser(served, "127.0.0.2", cookies={"listserv_session": owner.http.cookies["listserv_session"]})
+    assert thief.is_signed_in()
+    assert owner.post("/logout", {}).headers["location"] == "/login"
+    assert not owner.is_signed_in()
+    assert not thief.is_signed_in()  # the copy ended with the session it copied
+    assert laptop.is_signed_in()  # signing out ends that session only
+
+
+def test_a_session_ends_on_the_server_after_session_days(
+    web: WebClient, engine: Engine, settings: Settings, delegate: str
+) -> None:
+    web.sign_in(delegate)
+    assert signed_in(web)
+    with Session(engine) as session, session.begin():
+        row = session.scalars(select(WebSession)).one()
+        row.created_at -= timedelta(days=settings.web.session_days, seconds=1)
+    assert not signed_in(web)  # the cookie itself, re-signed on every page, would still be accepted
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(served: str, delegate: str) -> None:
+    """Without ``web.trusted_proxies`` a client cannot dodge its limit by naming another address."""
+    browser = Browser(served, "127.0.0.1")
+    for number in range(limits.PER_CLIENT):
+        forged = {"X-Forwarded-For": f"203.0.113.{number}"}
+        assert browser.sign_in(f"guess{number}@example.org", "nope nope nope", **forged).status_code == 400
+    answer = browser.sign_in(delegate, **{"X-Forwarded-For": "203.0.113.200"})
+    assert answer.status_code == 429
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(
+    settings: Settings, engine: Engine, delegate: str
+) -> None:
+    web = settings.web.model_copy(update={"trusted_proxies": ["127.0.0.1/32"]})
+    with serving(settings.model_copy(update={"web": web}), engine) as base:
+        proxy = Browser(base, "127.0.0.1")
+        for _ in range(5):
+            answer = proxy.sign_in(delegate, "wrong password!", **{"X-Forwarded-For": "203.0.113.5"})
+            assert answer.status_code == 400
+        assert proxy.sign_in(delegate, **{"X-Forwarded-For": "203.0.113.5"}).status_code == 429
+        # What the client wrote left of what our proxy appended proves nothing.
+        spoofed = {"X-Forwarded-For": "198.51.100.9, 203.0.113.5"}
+        assert proxy.sign_in(delegate, **spoofed).status_code == 429
+        assert proxy.sign_in(delegate, **{"X-Forwarded-For": "203.0.113.6"}).status_code == 303
+        # The header from a peer that is not a proxy counts for nothing: 127.0.0.2 itself has tries left.
+        other = Browser(base, "127.0.0.2")
+        assert other.sign_in(delegate, **{"X-Forwarded-For": "203.0.113.5"}).status_code == 303
+
+
+def test_the_client_is_the_rightmost_address_that_is_not_a_trusted_proxy() -> None:
+    proxies = parse_networks(["10.0.0.0/8", "::1/128"])
+    assert client_address("10.0.0.2", ["198.51.100.1, 203.0.113.7, 10.0.0.9"], proxies) == "203.0.113.7"
+    assert client_address("10.0.0.2", ["203.0.113.7", "10.0.0.9"], proxies) == "203.0.113.7"  # two lines
+    assert client_address("10.0.0.2", ["10.0.0.4, 10.0.0.9"], proxies) == "10.0.0.4"  # all ours
+    assert client_address("10.0.0.2", [], proxies) == "10.0.0.2"
+    assert client_address("192.0.2.1", ["203.0.113.7"], proxies) == "192.0.2.1"  # not a proxy: ignored
+    assert client_address("192.0.2.1", ["203.0.113.7"], ()) == "192.0.2.1"  # the default: trust nobody
+    # One IPv6 host roams its /64: it counts as one client.
+    assert client_address("2001:db8:1:2::7", [], ()) == client_address("2001:db8:1:2:ffff::1", [], ())
+    assert client_address("2001:db8:1:2::7", [], ()) == "2001:db8:1:2::/64"
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(tmp_path: Path) -> None:
+    raw = make_config(tmp_path, "sqlite://")
+    raw["web"] = {**raw.get("web", {}), "trusted_proxies": ["10.0.0.1", "fd00::/8", "proxy.local"]}
+    with pytest.raises(ConfigError) as error:
+        parse_settings(raw)
+    assert error.value.problems == [
+        "web.trusted_proxies[2]: 'proxy.local' is not an IP address or network like '10.0.0.1' or "
+        "'10.0.0.0/8' (a network must not have host bits set)"
+    ]
+    raw["web"]["trusted_proxies"] = ["10.0.0.1", "fd00::/8"]
+    assert parse_settings(raw).web.trusted_proxies == ["10.0.0.1/32", "fd00::/8"]

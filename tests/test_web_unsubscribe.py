@@ -36,3 +36,22 @@ def test_a_member_leaves_a_list_from_the_footer_link(
     assert web.get("/lists/ta-fr/").status_code == 200
     assert "nothing to leave" in web.get("/lists/ta-en/unsubscribe").text
     assert web.get("/lists/xx-yy/unsubscribe").status_code == 404
+
+
+def test_leaving_a_list_you_are_not_on_says_so_in_your_language(
+    web: WebClient, engine: Engine, settings: Settings
+) -> None:
+    add_members(engine, settings, {"email": "ana@example.org", "lists": "ta-fr"})
+    set_password(engine, "ana@example.org")
+    web.sign_in("ana@example.org")
+    answer = web.post("/lists/ta-en/unsubscribe")
+    assert answer.status_code == 200
+    assert "You have left this list" not in answer.text
+    assert "You are not a member of this list, so there is nothing to leave." in answer.text
+    web.post("/language", {"language": "fr", "next": "/"})
+    french = web.post("/lists/ta-en/unsubscribe")
+    assert "pas membre de cette liste" in french.text and "a été retirée" not in french.text
+    with Session(engine) as session:
+        assert not session.scalars(select(Outbox).where(Outbox.purpose == "member_unsubscribed")).all()
+        still = select(Subscription).join(ListRow).join(Member).where(ListRow.name == "ta-fr")
+        assert session.scalar(still) is not None

@@ -87,6 +87,20 @@ class Moderator(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"), primary_key=True)
 
 
+class WebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept here, so a copy of
+    the database opens no session. Signing out sets ``ended_at``: a copied cookie stops working. A
+    password change ends every session through ``password_fingerprint`` (taken at sign-in)."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's token
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    password_fingerprint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]
+
+
 class Received(Base):
     """A message exactly as acknowledged: committed before the SMTP 250, processed after."""
 

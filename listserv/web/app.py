@@ -1,19 +1,21 @@
 """The web app's frame: routes as data, one guarded wrapper for them all, errors as pages.
 
 The wrapper does, for every route: read the signed session cookie, check the CSRF token of a form
-post, then — in the thread pool — load the viewer, refuse anonymous visitors to anything but public
-pages, open a database session and run the handler. A handler raises ``Problem`` for a refusal with
-a reason; the error page explains it in the reader's language. Nothing a user sees is a traceback.
+post, then — in the thread pool — load the viewer from the server-side session the cookie's token
+names, refuse anonymous visitors to anything but public pages, open a database session and run the
+handler. A handler raises ``Problem`` for a refusal with a reason; the error page explains it in the
+reader's language. Nothing a user sees is a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,9 @@ from listserv.mail.templates import MailTemplates
 from listserv.moderation.proposals import Proposals
 from listserv.moderation.queue import Moderation
 from listserv.outgoing.notices import Notifier
-from listserv.web.access import Viewer, load_viewer
+from listserv.web.access import Viewer, load_signed_in
 from listserv.web.i18n import SOURCE, negotiate
-from listserv.web.limits import LoginLimiter
+from listserv.web.limits import LoginLimiter, Network, client_address, parse_networks
 from listserv.web.pages import Pages
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,14 @@ class Site:
     # After a form's changes are committed: mail they queued (a decision, a reset link) goes out now,
     # not at the senders' next idle check.
     wake_senders: Callable[[], None] = lambda: None
+    proxies: tuple[Network, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.proxies = parse_networks(self.settings.web.trusted_proxies)
+
+    @property
+    def session_age(self) -> timedelta:
+        return timedelta(days=self.settings.web.session_days)
 
 
 @dataclass
@@ -91,6 +101,13 @@ class Ctx:
     @property
     def session(self) -> dict[str, Any]:
         return self.request.session
+
+    @property
+    def client(self) -> str:
+        """Who the sign-in limits count: the peer, or what a trusted proxy says it forwarded for."""
+        peer = self.request.client.host if self.request.client else None
+        forwarded = self.request.headers.getlist("x-forwarded-for")
+        return client_address(peer, forwarded, self.site.proxies)
 
     def param(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -122,6 +139,20 @@ class Ctx:
 
 
 Handler = Callable[[Ctx], Response]
+
+
+class Slowed(Response):
+    """``response``, sent only after ``seconds``: the wait is asynchronous, so a slowed attacker holds
+    no worker thread, only an idle connection."""
+
+    def __init__(self, response: Response, seconds: float) -> None:
+        self.response, self.seconds = response, seconds
+        self.status_code, self.raw_headers, self.body = response.status_code, response.raw_headers, b""
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(self.seconds)
+        await self.response(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -170,7 +201,7 @@ def _run(page: Page, site: Site, request: Request, form: FormData | None) -> Res
     read_only = request.method in ("GET", "HEAD")
     engine = site.engine.execution_options(sqlite_deferred=True) if read_only else site.engine
     with Session(engine, expire_on_commit=False) as db:
-        viewer = _viewer(db, request)
+        viewer = _viewer(db, request, site)
         if viewer is None and page.access is Access.MEMBER:
             return login_redirect(request) if read_only else Response(status_code=401)
         ctx = Ctx(
@@ -185,12 +216,12 @@ def _run(page: Page, site: Site, request: Request, form: FormData | None) -> Res
         return response
 
 
-def _viewer(db: Session, request: Request) -> Viewer | None:
-    member_id, fingerprint = request.session.get("member"), request.session.get("auth")
-    if not isinstance(member_id, int) or not isinstance(fingerprint, str):
+def _viewer(db: Session, request: Request, site: Site) -> Viewer | None:
+    token = request.session.get("sid")
+    if not isinstance(token, str):
         return None
-    viewer = load_viewer(db, member_id, fingerprint)
-    if viewer is None:  # the password changed or the member is gone: this session has ended
+    viewer = load_signed_in(db, token, site.session_age)
+    if viewer is None:  # signed out, expired, password changed or member gone: this session has ended
         request.session.clear()
     return viewer
 

@@ -1,9 +1,11 @@
 """Signing in and out, resetting a password by an emailed single-use link, choosing the language.
 
 A reset link is an itsdangerous token holding the member and a fingerprint of their current password
-hash: it expires after ``RESET_HOURS`` and is spent the moment any password is set. Login failures are
-counted per address and per client (``limits``). An unknown address costs the same argon2 work as a
-wrong password, so timing does not tell who is a member.
+hash: it expires after ``RESET_HOURS`` and is spent the moment any password is set. Sign-in failures
+slow the attacker's client, and an address under attack gets slower, but its owner is never locked out
+(``limits``); reset requests have their own hourly limit and never block signing in. An unknown address
+costs the same argon2 work as a wrong password, so timing does not tell who is a member. Signing in opens
+a server-side session (``access.open_session``); signing out ends it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from starlette.responses import RedirectResponse, Response
 from listserv.store import directory
 from listserv.store.directory import MIN_PASSWORD_LENGTH, find_member
 from listserv.store.models import ListRow, Member, Moderator, Subscription
-from listserv.web.access import password_fingerprint
-from listserv.web.app import Access, Ctx, Page, Problem, csrf_token
+from listserv.web.access import end_every_session, end_session, open_session, password_fingerprint
+from listserv.web.app import Access, Ctx, Page, Problem, Slowed, csrf_token
 
 RESET_HOURS = 2
 
@@ -38,18 +40,22 @@ def login_form(ctx: Ctx) -> Response:
 def login(ctx: Ctx) -> Response:
     address, password = ctx.field("email").lower(), str(ctx.form.get("password", "") if ctx.form else "")
     target = safe_next(ctx.field("next") or "/")
-    client = ctx.request.client.host if ctx.request.client else "-"
-    wait = ctx.site.limiter.wait_minutes(address, client)
+    limiter, client = ctx.site.limiter, ctx.client
+    wait = limiter.wait_minutes(address, client)
     if wait:
         return ctx.render("login.html", 429, next=target, email=address, error="too_many", minutes=wait)
+    delay = limiter.delay_seconds(address)  # before this attempt counts: it pays for the earlier ones
     member = find_member(ctx.db, address) if address else None
     verified = _verify(member, password)  # always called: unknown addresses cost the same time
     if member is None or not verified:
-        ctx.site.limiter.failed(address, client)
-        return ctx.render("login.html", 400, next=target, email=address, error="wrong")
-    ctx.site.limiter.succeeded(address)
-    _sign_in(ctx, member)
-    return RedirectResponse(target, 303)
+        limiter.failed(address, client)
+        answer: Response = ctx.render("login.html", 400, next=target, email=address, error="wrong")
+    else:
+        limiter.succeeded(address, client)
+        _sign_in(ctx, member)
+        answer = RedirectResponse(target, 303)
+    # Right and wrong wait alike: a quick answer must not tell the attacker which it is.
+    return Slowed(answer, delay) if delay else answer
 
 
 def _verify(member: Member | None, password: str) -> bool:
@@ -68,15 +74,20 @@ def _verify(member: Member | None, password: str) -> bool:
 
 
 def _sign_in(ctx: Ctx, member: Member) -> None:
-    keep_language = ctx.session.get("language")
+    keep_language, previous = ctx.session.get("language"), ctx.session.get("sid")
+    if isinstance(previous, str):
+        end_session(ctx.db, previous)
     ctx.session.clear()  # a fresh session: nothing from before the login carries over (fixation)
-    ctx.session.update(member=member.id, auth=password_fingerprint(member.password_hash))
+    ctx.session["sid"] = open_session(ctx.db, member, ctx.site.session_age)
     if keep_language:
         ctx.session["language"] = keep_language
     csrf_token(ctx.session)
 
 
 def logout(ctx: Ctx) -> Response:
+    token = ctx.session.get("sid")
+    if isinstance(token, str):
+        end_session(ctx.db, token)  # a copy of the cookie ends with this one
     ctx.session.clear()
     return RedirectResponse("/login", 303)
 
@@ -87,11 +98,11 @@ def forgot_form(ctx: Ctx) -> Response:
 
 def forgot(ctx: Ctx) -> Response:
     """The same answer whether or not the address is a member: this page must not reveal who is."""
-    address = ctx.field("email").lower()
-    client = ctx.request.client.host if ctx.request.client else "-"
-    if ctx.site.limiter.wait_minutes(address, client):
-        return ctx.render("password_forgot.html", 429, sent=False, error="too_many")
-    ctx.site.limiter.failed(address, client)  # each request counts, so nobody floods a mailbox
+    address, client = ctx.field("email").lower(), ctx.client
+    wait = ctx.site.limiter.reset_wait_minutes(address, client)
+    if wait:
+        return ctx.render("password_forgot.html", 429, sent=False, error="too_many", minutes=wait)
+    ctx.site.limiter.reset_requested(address, client)  # each request counts, so nobody floods a mailbox
     member = find_member(ctx.db, address) if address else None
     list_name = _notice_list(ctx, member) if member is not None else None
     if member is not None and list_name is not None:
@@ -154,6 +165,7 @@ def reset(ctx: Ctx) -> Response:
             "password_reset.html", 400, email=member.email, error=error, minimum=MIN_PASSWORD_LENGTH
         )
     member.password_hash = directory.PASSWORDS.hash(password)
+    end_every_session(ctx.db, member.id)  # whoever knew the old password is out
     _sign_in(ctx, member)
     return RedirectResponse("/", 303)
 

@@ -20,8 +20,16 @@ class _Server(uvicorn.Server):
 
 class WebServer:
     def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (or whatever
+        # $FORWARDED_ALLOW_IPS says); which peers to believe is ``web.trusted_proxies``, read by the app.
         config = uvicorn.Config(
-            app, http="httptools", lifespan="off", log_level="warning", access_log=False, server_header=False
+            app,
+            http="httptools",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
         )
         self.server = _Server(config)
         self.host, self.port = host, port

@@ -38,17 +38,15 @@ def unsubscribe_form(ctx: Ctx) -> Response:
 def unsubscribe(ctx: Ctx) -> Response:
     list_name = ctx.param("list")
     subscription = _subscription(ctx, list_name)
-    if subscription is not None:
-        member = ctx.db.get(Member, subscription.member_id)
-        ctx.db.delete(subscription)
-        if member is not None:
-            notifier = ctx.site.notifier
-            language = ctx.site.settings.lists[list_name].language
-            words = request_words(ctx.site.mail_templates, language)
-            notifier.send(ctx.db, "member_unsubscribed.txt", list_name, [member.email], words)
-    return ctx.render(
-        "unsubscribe.html", mailing_list=ctx.site.settings.lists[list_name], subscription=None, done=True
-    )
+    mailing_list = ctx.site.settings.lists[list_name]
+    if subscription is None:  # not on the list (or already left, in another tab): say so, change nothing
+        return ctx.render("unsubscribe.html", mailing_list=mailing_list, subscription=None, done=False)
+    member = ctx.db.get(Member, subscription.member_id)
+    ctx.db.delete(subscription)
+    if member is not None:
+        words = request_words(ctx.site.mail_templates, mailing_list.language)
+        ctx.site.notifier.send(ctx.db, "member_unsubscribed.txt", list_name, [member.email], words)
+    return ctx.render("unsubscribe.html", mailing_list=mailing_list, subscription=None, done=True)
 
 
 PAGES = [
