@@ -338,6 +338,10 @@ def test_the_usage_protocol(reader: WebClient) -> None:
     french = reader.get("/protocol/fr")
     assert french.status_code == 200 and 'lang="fr"' in french.text
     assert "<h1>Protocole" in french.text or "<h1>Protocole d" in french.text
+    # The lists' languages are the configured ones (en, fr, es here), named in the page's language.
+    assert "une liste par langue (anglais, français et espagnol)" in " ".join(french.text.split())
+    arabic = reader.get("/protocol/ar").text
+    assert "(الإنجليزية والفرنسية والإسبانية)" in arabic and "{{" not in arabic
     fallback = reader.get("/protocol/fa").text  # Persian: no protocol text is shipped
     assert "The usage protocol is not available in" in fallback and "Here is the English version." in fallback
     assert "<h1>Usage protocol</h1>" in fallback and 'lang="en"' in fallback
