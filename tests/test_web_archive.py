@@ -218,7 +218,8 @@ def test_long_threads_come_in_pages(reader: WebClient, engine: Engine) -> None:
     second = reader.get("/lists/ta-en/thread/p27@t.example").text  # the page holding the message asked for
     assert "Page 2 of 2" in second and "Reply 20<" in second and "Reply 19<" not in second
     assert second.count("In reply to <bdi>bo@example.org</bdi>") == 10  # their parent is on page 1
-    assert '<h1 dir="ltr"><bdi dir="ltr">Long</bdi></h1>' in second  # the thread's subject, though its first post is on page 1
+    # the thread's subject, though its first post is on page 1
+    assert '<h1 dir="ltr"><bdi dir="ltr">Long</bdi></h1>' in second
     assert "Reply 19<" in reader.get("/lists/ta-en/thread/p27@t.example?page=1").text
 
 
