@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from listserv.config import SHIPPED_TEMPLATES
-from tests.conftest import make_config, run_cli
+from tests.conftest import ServeProcess, free_port, make_config, run_cli
 
 SIX = ["en", "fr", "es", "ar", "zh", "ru"]
 
@@ -85,3 +85,18 @@ def test_init_warns_per_list_about_a_missing_title_and_moderators(tmp_path: Path
     assert any(w.startswith("warning: list ta-zh: no moderator in 'zh'") and "chief@" in w for w in warnings)
     assert not any("ta-en" in warning or "ta-fr: no title" in warning for warning in warnings)
     assert len(warnings) == 4 + 5  # titles of es, ar, zh, ru; moderators of all but en
+
+
+def test_serve_warns_per_list_in_its_log(tmp_path: Path) -> None:
+    config_file = write_config(tmp_path, ["en", "zh"], moderators={"en": ["mod-en@forum.example.org"]})
+    raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    raw["smtp"]["port"], raw["web"]["port"] = port, _ = free_port(), free_port()
+    config_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    assert run_cli(config_file, "init").returncode == 0
+    serve = ServeProcess(config_file, port).start()
+    try:
+        log = serve.log_text()
+    finally:
+        serve.stop()
+    assert "WARNING listserv.cli: list ta-zh: no moderator in 'zh'" in log
+    assert "list ta-en" not in log
