@@ -103,6 +103,8 @@ def test_an_arabic_speaking_member_browses_and_searches_right_to_left(
     try:
         page.goto("/login")
         assert page.evaluate("document.documentElement.dir") == "rtl"
+        page.locator("#email").fill(LEILA)  # an address is typed left to right, aligned right
+        assert page.locator("#email").evaluate("e => getComputedStyle(e).direction") == "ltr"
         visit.shot("ar-login")
         sign_in(page, LEILA, "تسجيل الدخول")
         assert page.evaluate("document.documentElement.lang") == "ar"
