@@ -19,7 +19,7 @@ install: $(STAMP)
 # A file target: the recipe runs only when /usr/bin/chromium is missing.
 $(CHROMIUM):
 	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
-	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y --no-install-recommends chromium
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y --no-install-recommends chromium fonts-noto-cjk
 
 browser: $(CHROMIUM)
 

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from listserv.admin import topic_commands
 from listserv.admin.provision import initialise
 from listserv.admin.status import failures, status_counts
+from listserv.admin.translations import check as check_translations
+from listserv.admin.translations import describe
 from listserv.archive import index
 from listserv.config import ConfigError, Settings, config_path, load_settings
 from listserv.forum import Forum, build_jobs, build_parts
@@ -31,6 +33,7 @@ from listserv.moderation.queue import moderation_queue
 from listserv.scheduler import TASKS
 from listserv.store import directory, schema
 from listserv.store.db import make_engine, utc_now
+from listserv.web.i18n import LOCALE_DIR
 
 
 class CommandError(Exception):
@@ -90,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     _command(commands, "init", "create or upgrade the database; sync lists and moderators", cmd_init)
     _command(commands, "serve", "run the SMTP ingress and the worker until SIGTERM", cmd_serve)
     _command(commands, "reindex", "rebuild the search index from the archive", cmd_reindex)
+    i18n = commands.add_parser("i18n", help="translations of the configured languages")
+    i18n_commands = i18n.add_subparsers(dest="i18n_command", required=True, metavar="ACTION")
+    _command(i18n_commands, "check", "coverage per language; exit 1 if one is incomplete", cmd_i18n_check)
     member_parser = commands.add_parser("members", help="manage members")
     member_commands = member_parser.add_subparsers(dest="members_command", required=True, metavar="ACTION")
     imp = _command(member_commands, "import", "import or update members from a CSV file", cmd_import)
@@ -159,12 +165,30 @@ def cmd_init(args: argparse.Namespace, settings: Settings, engine: Engine) -> in
         f"database ready: {len(settings.lists)} lists ({', '.join(settings.lists)}); "
         f"{len(changes.lines)} change(s)"
     )
+    for warning in check_translations(settings, LOCALE_DIR)[1]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_i18n_check(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    """Coverage per configured language, then what each list lacks; 1 when a language is incomplete."""
+    found, warnings = check_translations(settings, LOCALE_DIR)
+    for item in found:
+        print(describe(item))
+    for warning in warnings:
+        print(f"warning: {warning}")
+    incomplete = [item.language for item in found if not item.complete]
+    if incomplete:
+        print(f"incomplete: {', '.join(incomplete)} (missing text is shown in English)", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     if not schema.is_current(engine):
         raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
+    for warning in check_translations(settings, LOCALE_DIR)[1]:
+        logging.getLogger(__name__).warning("%s", warning)
     asyncio.run(Forum(settings, engine).serve_until_signalled())
     return 0
 

@@ -93,7 +93,8 @@ class Visit:
 
 
 def open_visit(browser: Browser, base_url: str, **options: object) -> Visit:
-    context = browser.new_context(base_url=base_url, locale="en-GB", **options)  # type: ignore[arg-type]
+    options = {"locale": "en-GB"} | options  # a test may read the site as another language speaker
+    context = browser.new_context(base_url=base_url, **options)  # type: ignore[arg-type]
     context.set_default_timeout(10_000)  # a missing element fails in seconds, not Playwright's 30
     visit = Visit(context, context.new_page())
 

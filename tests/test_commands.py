@@ -23,6 +23,7 @@ from listserv.membership.request_text import (
     read_requests,
     vocabulary_from,
 )
+from listserv.membership.requests import site_languages
 from listserv.moderation.vocabulary import (
     CommandWords,
 )
@@ -385,9 +386,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def words_of(language: str) -> dict[str, Any]:
+def words_of(language: str, site: tuple[str, ...] = ("en", "fr", "es", "ar", "zh", "ru")) -> dict[str, Any]:
     words, periods = first_words(CATALOGUES[language])
-    return {"words": words, "periods": periods}
+    return {"words": words, "periods": periods} | site_languages(list(site), language)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -429,3 +430,31 @@ def test_every_command_the_help_shows_is_understood(language: str) -> None:
     expected = {"help", "subscribe", "unsubscribe", "digest", "nomail", "mail", "language", "whoami"}
     found = {request.verb for line in shown for request in read(mail(line + "\n"))[0]}
     assert found == expected and len(shown) == 10
+
+
+@pytest.mark.parametrize(
+    ("language", "named", "example"),
+    [
+        ("en", "en: English, ru: Russian", '"language ru"'),
+        ("fr", "en : anglais, fr : français, ru : russe", "« langue en »"),
+        ("ar", "en: الإنجليزية، ar: العربية، ru: الروسية", "en»"),
+        ("zh", "en：英语，zh：中文，ru：俄语", "en”"),
+        ("ru", "en — английский, ru — русский", "en»"),
+    ],
+)
+def test_the_help_names_the_configured_languages_in_the_readers_language(
+    language: str, named: str, example: str
+) -> None:
+    """Only the configured languages, named in the reader's language; the example is one of them."""
+    site = ["en", "ru"] if language in ("en", "ru") else ["en", language, "ru"]
+    requests = yaml.safe_load((SHIPPED_TEMPLATES / "mail" / language / "requests.yaml").read_text("utf-8"))
+    words, periods = first_words(requests)
+    context = {"words": words, "periods": periods} | site_languages(site, language)
+    help_text = " ".join(TEMPLATES.render("member_help.txt", language, **COMMON, **context).body.split())
+    assert named in help_text
+    problem = TEMPLATES.render(
+        "member_request_problem.txt", language, **COMMON, **context, problem="bad_argument", lines=["x"]
+    ).body
+    problem = " ".join(problem.split())
+    assert any(separator.join(site) in problem for separator in (", ", "、", "، "))
+    assert example in problem

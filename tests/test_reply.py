@@ -312,3 +312,50 @@ def test_casual_words_decide_only_alone(line: str, expected: Command | None) -> 
     reading = read_reply(reply(line + "\n"), VOCABULARY, STANDALONE)
     assert reading.commands == ((expected,) if expected else ())
     assert reading.understood is (expected is not None)
+
+
+# --- the six languages' words, from the shipped catalogues; Chinese and Japanese without spaces ------
+
+
+def shipped_words() -> tuple[dict[str, Action], set[str]]:
+    from listserv.config import SHIPPED_TEMPLATES
+    from listserv.mail.templates import MailTemplates
+    from listserv.moderation.vocabulary import standalone_words, vocabulary
+
+    templates = MailTemplates(SHIPPED_TEMPLATES, "UTC")
+    six = ["en", "fr", "es", "ar", "zh", "ru"]
+    return vocabulary(templates, six), standalone_words(templates, six)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("拒绝超出范围", Command("reject", None, "超出范围")),
+        ("拒绝，理由：超出范围", Command("reject", None, "理由：超出范围")),
+        ("拒绝：与主题无关。", Command("reject", None, "与主题无关。")),
+        ("批准", Command("approve", None)),
+        ("批准。谢谢", Command("approve", None)),
+        ("批准谢谢", Command("approve", None)),
+        ("同意，谢谢！", Command("approve", None)),
+        ("不批准，内容重复", Command("reject", None, "内容重复")),  # the longest known word wins
+        ("不同意", Command("reject", None, "")),
+        ("删除广告", Command("discard", None)),
+        ("拒绝K7QXM-2PAB9-ZT4HD重复", Command("reject", "K7QXM-2PAB9-ZT4HD", "重复")),
+        ("好的。", Command("approve", None)),
+        ("رفض، خارج الموضوع", Command("reject", None, "خارج الموضوع")),
+        ("موافقة", Command("approve", None)),
+        ("отклонить: не по теме", Command("reject", None, "не по теме")),
+        ("одобрить", Command("approve", None)),
+        ("reject «Hors sujet»", Command("reject", None, "«Hors sujet»")),  # an opening quote is kept
+    ],
+)
+def test_six_languages_words_and_cjk_without_spaces(line: str, expected: Command) -> None:
+    words, standalone = shipped_words()
+    assert read_reply(reply(line + "\n"), words, standalone).commands == (expected,)
+
+
+@pytest.mark.parametrize("line", ["好的，我明天再看", "可以吗？", "是否需要修改", "批评意见", "拒"])
+def test_a_cjk_line_that_only_looks_like_a_word_decides_nothing(line: str) -> None:
+    words, standalone = shipped_words()
+    reading = read_reply(reply(line + "\n"), words, standalone)
+    assert (reading.commands, reading.understood) == ((), False)

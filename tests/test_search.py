@@ -313,3 +313,47 @@ def test_scripts_without_spaces_and_non_latin(archive: Archive) -> None:
     assert archive.ids("встреча") == [russian]
     [hit] = archive.find("东京").hits
     assert marked(hit.snippet) == ["东", "京"]
+
+
+def test_russian_words_are_found_in_any_form(archive: Archive) -> None:
+    """Stemmed in Python (Snowball) on both databases: the same query finds the same posts."""
+    post = archive.add("Встречи делегатов", "Обсуждение бюджетного плана на встречах в Женеве.")
+    archive.add("Повестка", "Ничего общего.")
+    assert archive.ids("встреча") == [post]
+    assert archive.ids("бюджетный план") == [post]
+    assert archive.ids('"бюджетный план"') == [post]
+    assert archive.ids("встреч*") == [post]
+    assert archive.ids("бюджетный повестка") == []  # all words must match
+    [hit] = archive.find("встреча").hits
+    assert marked(hit.snippet) == ["встречах"] and marked(hit.subject_fragments) == ["Встречи"]
+
+
+def test_arabic_words_are_found_by_light_stemming(archive: Archive) -> None:
+    post = archive.add("الاجتماعات القادمة", "مناقشة الميزانية في الاجتماع المقبل.")
+    archive.add("جدول الأعمال", "لا علاقة.")
+    assert archive.ids("اجتماع") == [post]
+    assert archive.ids("ميزانية") == [post]
+    assert archive.ids("الميزانيّة") == [post]  # a shadda (a diacritic) changes nothing
+    [hit] = archive.find("ميزانية").hits
+    assert marked(hit.snippet) == ["الميزانية"]
+
+
+def test_chinese_and_japanese_are_found_by_words_of_two_or_more_characters(archive: Archive) -> None:
+    chinese = archive.add("预算会议", "本次会议讨论明年的预算草案。")
+    parliament = archive.add("议会通知", "议会明天开会。")
+    japanese = archive.add("会議のお知らせ", "来週、東京でプロジェクト会議を開きます。")
+    assert archive.ids("会议") == [chinese]  # not 议会 (the same characters the other way round)
+    assert archive.ids("议会") == [parliament]
+    assert archive.ids("预算草案") == [chinese]
+    assert archive.ids("会議") == [japanese]
+    assert archive.ids("プロジェクト") == [japanese]
+    assert archive.ids("东京会议") == []
+    [hit] = archive.find("预算草案").hits
+    assert "".join(marked(hit.snippet)) == "预算草案"
+
+
+def test_english_french_spanish_are_not_stemmed_in_python(archive: Archive) -> None:
+    from listserv.archive.index_text import index_words
+
+    assert index_words("Meetings réunions reuniones") == "meetings reunions reuniones"
+    assert index_words("Встречи الاجتماعات 会议") == "встреч اجتماع 会 议"

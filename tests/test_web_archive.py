@@ -204,7 +204,7 @@ def test_deep_threads_stop_indenting(reader: WebClient, engine: Engine) -> None:
         )
     page = reader.get("/lists/ta-en/thread/n0@t.example").text
     assert page.count('<div class="replies">') == 6
-    assert "In reply to Bo Example" in page or "In reply to bo@example.org" in page
+    assert "In reply to <bdi>Bo Example</bdi>" in page or "In reply to <bdi>bo@example.org</bdi>" in page
     assert all(f"Deep {depth}" in page for depth in range(10))
 
 
@@ -217,8 +217,9 @@ def test_long_threads_come_in_pages(reader: WebClient, engine: Engine) -> None:
     assert "Reply 20<" not in first and 'href="?page=2"' in first
     second = reader.get("/lists/ta-en/thread/p27@t.example").text  # the page holding the message asked for
     assert "Page 2 of 2" in second and "Reply 20<" in second and "Reply 19<" not in second
-    assert second.count("In reply to bo@example.org") == 10  # their parent is on page 1
-    assert '<h1 dir="auto">Long</h1>' in second  # the thread's subject, though its first post is on page 1
+    assert second.count("In reply to <bdi>bo@example.org</bdi>") == 10  # their parent is on page 1
+    # the thread's subject, though its first post is on page 1
+    assert '<h1 dir="ltr"><bdi dir="ltr">Long</bdi></h1>' in second
     assert "Reply 19<" in reader.get("/lists/ta-en/thread/p27@t.example?page=1").text
 
 
@@ -338,6 +339,10 @@ def test_the_usage_protocol(reader: WebClient) -> None:
     french = reader.get("/protocol/fr")
     assert french.status_code == 200 and 'lang="fr"' in french.text
     assert "<h1>Protocole" in french.text or "<h1>Protocole d" in french.text
+    # The lists' languages are the configured ones (en, fr, es here), named in the page's language.
+    assert "une liste par langue (anglais, français et espagnol)" in " ".join(french.text.split())
+    arabic = reader.get("/protocol/ar").text
+    assert "(الإنجليزية والفرنسية والإسبانية)" in arabic and "{{" not in arabic
     fallback = reader.get("/protocol/fa").text  # Persian: no protocol text is shipped
     assert "The usage protocol is not available in" in fallback and "Here is the English version." in fallback
     assert "<h1>Usage protocol</h1>" in fallback and 'lang="en"' in fallback

@@ -168,7 +168,7 @@ def test_the_queue_shows_what_waits_and_approving_publishes(web: WebClient, engi
     response = decide(web, "ta-en", held_id, "approve")
     assert response.status_code == 303 and response.headers["location"] == "/moderation/ta-en/"
     after = web.get("/moderation/ta-en/").text
-    assert "Approved: “Budget question”." in after
+    assert "Approved: “<bdi>Budget question</bdi>”." in after
     assert "Nothing is waiting for a decision on this list." in after
     assert "Approved:" not in web.get("/moderation/ta-en/").text  # shown once
 
@@ -192,7 +192,7 @@ def test_reject_with_a_reason_tells_the_sender(web: WebClient, engine: Engine) -
         assert len(notices) == 1 and notices[0].recipients == [DELEGATE]
         assert b"Please post this in the general room." in notices[0].raw
         assert session.scalars(select(ArchivedPost)).all() == []
-    assert "Rejected: “Off topic”." in web.get("/moderation/ta-en/").text
+    assert "Rejected: “<bdi>Off topic</bdi>”." in web.get("/moderation/ta-en/").text
     assert web_audit(engine) == [(MOD_EN, "reject", "decided", "Please post this in the general room.")]
 
 
@@ -204,7 +204,7 @@ def test_discard_drops_it_silently(web: WebClient, engine: Engine) -> None:
     with Session(engine) as session:
         assert session.scalars(select(Outbox).where(Outbox.purpose == "sender_rejected")).all() == []
         assert session.scalars(select(ArchivedPost)).all() == []
-    assert "Discarded: “Spam”." in web.get("/moderation/ta-en/").text
+    assert "Discarded: “<bdi>Spam</bdi>”." in web.get("/moderation/ta-en/").text
 
 
 def test_a_second_decision_is_told_who_decided_first(web: WebClient, engine: Engine) -> None:
@@ -214,7 +214,7 @@ def test_a_second_decision_is_told_who_decided_first(web: WebClient, engine: Eng
     web.get("/moderation/ta-en/")  # the first outcome, seen
     decide(web, "ta-en", held_id, "discard")
     page = web.get("/moderation/ta-en/").text
-    assert f"Nothing changed: {CHIEF} had already approved “Twice” on" in page
+    assert f"Nothing changed: <bdi>{CHIEF}</bdi> had already approved “<bdi>Twice</bdi>” on" in page
     assert held(engine, held_id).state == "approved"
     assert [row[2] for row in web_audit(engine)] == ["decided", "already_decided"]
 
@@ -242,7 +242,7 @@ def test_an_expired_item_is_shown_and_decides_nothing(
     assert "The time to decide on this item has run out" in page
     assert f'action="/moderation/ta-en/{held_id}"' not in page
     decide(web, "ta-en", held_id, "approve")  # a form left open in another tab
-    assert "the time to decide on “Too late” has run out" in web.get("/moderation/ta-en/").text
+    assert "the time to decide on “<bdi>Too late</bdi>” has run out" in web.get("/moderation/ta-en/").text
     assert held(engine, held_id).state == "held"
     assert web_audit(engine) == [(MOD_EN, "approve", "expired", "")]
 

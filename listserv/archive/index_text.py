@@ -1,13 +1,26 @@
 """Text for the search index: what of a message is indexed, folded the same way for both databases
-(lowercase, no accents, split into words), the query parsed into terms, and the snippet cut around the
-words a query matched. Pure functions; ``search.py`` owns the database side."""
+(lowercase, no accents, split into words, Russian and Arabic words stemmed), the query parsed into terms,
+and the snippet cut around the words a query matched. Pure functions; ``index.py`` owns the database side.
+
+Russian and Arabic are stemmed here, in Python, with the Snowball stemmers (``snowballstemmer``), for
+both databases: SQLite's FTS5 has no stemmer for them and PostgreSQL has none for Arabic, and one
+stemmer on both sides means the same query finds the same posts on either. A word is stemmed by its
+script, not by its list's language, so a query needs no language: Cyrillic words are Russian and
+Arabic-script words Arabic on this site (a Russian word quoted in an English post is found too).
+Chinese and Japanese are indexed a character a word; a query of several characters is a phrase of
+them, so "会议" finds "会议" and not "议会" on both databases, without a dictionary to cut words."""
 
 from __future__ import annotations
 
 import re
+import threading
+import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
+from functools import lru_cache
 from html.parser import HTMLParser
+
+import snowballstemmer
 
 from listserv.mail.message import Post as ParsedPost
 from listserv.mail.message import parse_post
@@ -23,6 +36,10 @@ QUOTED = re.compile(r"^[ \t]*>.*$\n?", re.MULTILINE)
 LOOKS_HTML = re.compile(r"<(?:html|body|div|p|br|table|span)\b|</(?:p|div|td)>", re.IGNORECASE)
 WHITESPACE = re.compile(r"\s+")
 MAX_TERMS = 16
+CYRILLIC = re.compile("[\u0400-\u04ff]")
+STEMMERS = ((CYRILLIC, "russian"), (re.compile("[\u0600-\u06ff]"), "arabic"))
+CYRILLIC_MARKS = "\u0306\u0308"  # й and ё: letters of their own to the Russian stemmer, not accents
+_STEMMING = threading.Lock()  # a Snowball stemmer object keeps state between calls: one at a time
 SNIPPET_WORDS = 30
 
 Fragments = list[tuple[str, bool]]  # (text, highlight it?): the template escapes, and marks the flagged
@@ -41,8 +58,39 @@ class Document:
     sender: str
 
 
+@lru_cache(maxsize=1)
+def _stemmers() -> dict[str, snowballstemmer.stemmer]:
+    return {language: snowballstemmer.stemmer(language) for _, language in STEMMERS}
+
+
+def search_fold(text: str) -> str:
+    """``fold`` (lowercase, no accents), except that Cyrillic й and ё keep their marks until stemmed."""
+    if text.isascii():
+        return text.lower()
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(char) and not (char in CYRILLIC_MARKS and kept and CYRILLIC.match(kept[-1])):
+            continue
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept)).casefold()
+
+
+@lru_cache(maxsize=100_000)  # the words of a language repeat: most are stemmed once per process
+def term_of(word: str) -> str:
+    """A word of ``search_fold``ed text as the index keeps it: Cyrillic and Arabic-script words stemmed
+    (then folded, so that "е" finds "ё"), others as they are."""
+    if word.isascii():
+        return word
+    language = next((name for script, name in STEMMERS if script.match(word)), None)
+    if language is None:
+        return word
+    with _STEMMING:
+        stem = _stemmers()[language].stemWord(word)
+    return fold(stem or word)
+
+
 def index_words(text: str) -> str:
-    return " ".join(word for word in WORD.findall(fold(text)) if len(word) <= MAX_WORD)
+    return " ".join(term_of(word) for word in WORD.findall(search_fold(text)) if len(word) <= MAX_WORD)
 
 
 class _TextOfHTML(HTMLParser):
@@ -91,7 +139,8 @@ def parse_query(query: str) -> list[Term]:
     terms: list[Term] = []
     for match in QUERY_CHUNK.finditer(query[:1000]):
         phrase, bare = match.group(1), match.group(2)
-        words = tuple(word[:MAX_WORD] for word in WORD.findall(fold(phrase if phrase is not None else bare)))
+        found = WORD.findall(search_fold(phrase if phrase is not None else bare))
+        words = tuple(term_of(word[:MAX_WORD]) for word in found)
         if words:
             terms.append(Term(words, bare is not None and bare.endswith("*") and len(words[-1]) >= 2))
     return list(dict.fromkeys(terms))[:MAX_TERMS]
@@ -106,7 +155,7 @@ def highlight(text: str, terms: list[Term], window: int | None = None) -> Fragme
     where: dict[str, list[int]] = {}  # folded word → its positions
     for index, token in enumerate(tokens):
         word = token.group()
-        where.setdefault(word.lower() if word.isascii() else fold(word), []).append(index)
+        where.setdefault(word.lower() if word.isascii() else term_of(search_fold(word)), []).append(index)
     marked = _matches(where, terms, loose=False) or _matches(where, terms, loose=True)
     start, end = 0, len(tokens)
     if window is not None and len(tokens) > window:

@@ -130,13 +130,35 @@ def fold_items(name: str, items: list[str]) -> bytes:
 
 
 def subject_field(text: str) -> bytes:
-    """RFC 2047 for just the words that need it (the stdlib's folder); its plainer encoder when that fails."""
+    """RFC 2047 for just the words that need it (the stdlib's folder), unless that loses text: it drops
+    the space between two encoded words it splits a run of non-ASCII words into ("رسالة بانتظار الإشراف"
+    came back as "…بانتظارالإشراف"; Russian and Greek likewise), so a non-ASCII fold is read back and,
+    when it differs, the words from the first non-ASCII one on go through ``Header``'s encoder (whole
+    encoded words, spaces kept inside), the ASCII words before them (a prefix, a code) left readable."""
     policy = email.policy.SMTP
     try:
-        return policy.header_factory("Subject", text).fold(policy=policy).encode("ascii")
+        folded = policy.header_factory("Subject", text).fold(policy=policy).encode("ascii")
+        unfolded = folded.decode("ascii").removeprefix("Subject:").replace("\r\n", "")
+        if text.isascii() or str(policy.header_factory("Subject", unfolded)).strip() == text.strip():
+            return folded
     except (LookupError, UnicodeError, ValueError, MessageError):
-        encoded = Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
-        return b"Subject: " + encoded.encode() + CRLF
+        pass
+    words = text.split(" ")
+    plain = next((i for i, word in enumerate(words) if not word.isascii() or "=?" in word), len(words))
+    head, rest = " ".join(words[:plain]), " ".join(words[plain:])
+    lead = f"Subject: {head} " if head else "Subject: "
+    encoded = Header(rest, "utf-8", header_name=lead.rstrip(": ")).encode(linesep="\r\n")
+    return lead.encode() + encoded.encode() + CRLF
+
+
+class SubjectHeader(str):
+    """A Subject for ``EmailMessage`` written by ``subject_field``: the policy hands a value that has a
+    ``name`` its own ``fold`` (the stdlib's folder loses spaces, see ``subject_field``)."""
+
+    name = "Subject"
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        return subject_field(str(self)).decode("ascii").replace("\r\n", policy.linesep)
 
 
 def mailboxes(value: bytes | None) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from listserv.moderation.rules import Submission, is_automatic, looks_automatic,
 from listserv.outgoing.notices import Notifier
 from listserv.store.directory import find_member, subscribe
 from listserv.store.models import Confirmation, Held, Member, Received, Route, Subscription
+from listserv.weekly.topics import language_name
 
 log = logging.getLogger(__name__)
 CONFIRM_DAYS = 7
@@ -259,7 +260,7 @@ class Requests:
         **context: Any,
     ) -> None:
         language = self.settings.lists[list_name].language
-        words = request_words(self.templates, language)
+        words = request_words(self.templates, language) | site_languages(self.settings.languages, language)
         self.notifier.send(session, template, list_name, [address], words | context, reply_to=reply_to)
 
 
@@ -267,6 +268,16 @@ def request_words(templates: MailTemplates, language: str) -> dict[str, Any]:
     """The -request command words a template shows, in ``language``."""
     words, periods = first_words(templates.catalogue(language, "requests.yaml"))
     return {"words": words, "periods": periods}
+
+
+def site_languages(codes: list[str], language: str) -> dict[str, Any]:
+    """The configured languages as the help names them — codes with names in ``language`` (Babel),
+    never a list written into a template — and one to give as an example (another than the list's)."""
+    others = [code for code in codes if code != language]
+    return {
+        "languages": [{"code": code, "name": language_name(code, language)} for code in codes],
+        "example_language": (others or [language])[0],
+    }
 
 
 def _subscription_of(member: Member | None, list_name: str) -> Subscription | None:

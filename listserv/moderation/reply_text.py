@@ -10,6 +10,7 @@ messages (the notice attaches the held post) first. Never raises on bad mail.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +33,9 @@ CODE_AT_START = re.compile(
     r"(?!-?[0-9A-Za-z])"
 )
 COMMAND_LINE = re.compile(r"\W*(\w(?:[\w'’-]*\w)?)(.*)", re.DOTALL)
-SEPARATORS = " \t:;,.!?-–—"
+OPENING = ("Ps", "Pi")  # an opening bracket or quote begins a reason or a code: kept
+# Chinese and Japanese: a command word may be followed by its reason with no space in between.
+CJK_WORD = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,6 @@ def normalise_code(text: str) -> str | None:
     return "-".join(groups) if all(set(group) <= CODE_ALPHABET for group in groups) else None
 
 
-TRAILING_PUNCTUATION = " .!,;:"
 WEEK = re.compile(r"\d{4}-W(0[1-9]|[1-4]\d|5[0-3])")
 
 
@@ -103,21 +105,53 @@ def _decide(
 
 def _read_command(line: str, words: Mapping[str, Action], standalone: frozenset[str]) -> Command | None:
     match = COMMAND_LINE.match(line)
-    action = words.get(fold(match[1])) if match else None
-    if match is None or action is None:
+    if match is None:
         return None
-    code, rest = _take_code(match[2].lstrip(SEPARATORS))
-    rest = rest.strip().lstrip(SEPARATORS).strip()
-    if fold(match[1]) in standalone and rest.strip(TRAILING_PUNCTUATION):
+    word, rest = _known_word(match[1], match[2], words)
+    action = words.get(word) if word else None
+    if action is None:
+        return None
+    code, rest = _take_code(_strip_punctuation(rest))
+    rest = _strip_punctuation(rest)
+    if word in standalone and _strip_punctuation(rest, trailing=True):
         # "OK, I'll look at it tomorrow" is no approval: the casual words (ok, yes, oui, sí) decide
         # only alone on their line; "approve, thanks" does. Not understood costs one more reply;
         # a wrong approval is sent to every member.
         return None
-    if action == "approve" and WEEK.fullmatch(rest.strip(TRAILING_PUNCTUATION)):
-        return Command(
-            action, code, rest.strip(TRAILING_PUNCTUATION)
-        )  # "approve 2026-W50": a proposal's week
+    if action == "approve" and WEEK.fullmatch(_strip_punctuation(rest, trailing=True)):
+        return Command(action, code, _strip_punctuation(rest, trailing=True))  # "approve 2026-W50": a week
     return Command(action, code, rest if action == "reject" else "")
+
+
+def _known_word(first: str, rest: str, words: Mapping[str, Action]) -> tuple[str | None, str]:
+    """The command word opening the line (folded) and what follows it. Chinese and Japanese are written
+    without spaces ("拒绝超出范围": reject, off topic), so there the longest known word that begins the
+    run of characters is the command, and the rest of the run is the text after it."""
+    folded = fold(first)
+    if folded in words:
+        return folded, rest
+    if not CJK_WORD.match(folded):
+        return None, rest
+    known = max(
+        (word for word in words if folded.startswith(word) and CJK_WORD.match(word)), key=len, default=""
+    )
+    return (known, folded[len(known) :] + rest) if known else (None, rest)
+
+
+def _strip_punctuation(text: str, trailing: bool = False) -> str:
+    """``text`` without the spaces and punctuation of any script before it ("，理由" → "理由", "، السبب"),
+    and with ``trailing`` after it too ("好的。" leaves nothing)."""
+    start, end = 0, len(text)
+    while start < end and _is_separator(text[start], OPENING):
+        start += 1
+    while trailing and end > start and _is_separator(text[end - 1], ()):
+        end -= 1
+    return text[start:end].strip()
+
+
+def _is_separator(char: str, kept: tuple[str, ...]) -> bool:
+    category = unicodedata.category(char)
+    return char.isspace() or (category[0] in "PZ" and category not in kept)
 
 
 def _take_code(text: str) -> tuple[str | None, str]:

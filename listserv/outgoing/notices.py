@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
-from listserv.mail.rawmime import has_long_line
+from listserv.mail.rawmime import SubjectHeader, has_long_line
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.outbox import enqueue
 
@@ -73,7 +73,7 @@ class Notifier:
         owner = self.book.address_of(list_name, Kind.OWNER)
         message["From"] = Address(self.settings.lists[list_name].title, addr_spec=owner)
         message["To"] = recipient
-        message["Subject"] = subject
+        message["Subject"] = SubjectHeader(subject)
         message["Date"] = format_datetime(self.clock())
         message["Message-ID"] = make_msgid(domain=self.book.domain)
         # RFC 3834: responders must not answer us, and our loop rule recognises our own mail.

@@ -4,6 +4,8 @@ language of each render is set per call, so threads rendering in different langu
 from __future__ import annotations
 
 import contextvars
+import re
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
+from markupsafe import Markup
 
 from listserv.archive.urls import message_url
 from listserv.web.i18n import SOURCE, UiLanguage
@@ -41,6 +44,9 @@ class Pages:
             datetime=self._datetime,
             date=self._date,
             number=self._number,
+            bdi=isolate,
+            subject=isolate_subject,
+            direction=direction,
         )
         # The same URL form Archived-At carries, relative to this site.
         self.env.globals["message_path"] = lambda list_name, mid: message_url("", list_name, mid)
@@ -76,3 +82,34 @@ class Pages:
     @pass_context
     def _number(self, context: Context, value: float) -> str:
         return format_decimal(value, locale=context["ui"].code)
+
+
+def isolate(text: object) -> Markup:
+    """``<bdi>text</bdi>``: a name, address or subject in another direction than the page (a Latin
+    address in an Arabic sentence, an Arabic name in an English table) neither reorders nor is
+    reordered by the words around it. Escaped like any value; a Markup value (highlighted search
+    fragments) is kept as it is."""
+    return Markup("<bdi>{}</bdi>").format(text)
+
+
+REPLY_PREFIX = re.compile(
+    r"^(?:\s*(?:re|fwd?|aw|tr|rv|sv|ответ|回复|答复|رد)\s*(?:\[\d+\])?\s*[:：]\s*)+", re.I
+)
+
+
+def direction(text: object) -> str:
+    """``rtl`` or ``ltr`` by the first letter of a subject after its "Re:", "Fwd:"…: ``dir="auto"`` took
+    "Re: ميزانية …" for English and laid the Arabic subject out left to right. ``auto`` if no letter."""
+    plain = text.striptags() if isinstance(text, Markup) else str(text or "")  # <mark> is no letter
+    for char in REPLY_PREFIX.sub("", plain):
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return "rtl"
+        if kind == "L":
+            return "ltr"
+    return "auto"
+
+
+def isolate_subject(text: object) -> Markup:
+    """A subject in ``<bdi>`` with its own direction (a bare ``<bdi>`` is ``dir="auto"``: "Re:" again)."""
+    return Markup('<bdi dir="{}">{}</bdi>').format(direction(text), text)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from babel import UnknownLocaleError
+from babel.lists import format_list
 from starlette.responses import Response
 
 from listserv.web.app import Ctx, Page, Problem
@@ -21,6 +23,7 @@ from listserv.weekly.topics import language_name
 LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?", re.IGNORECASE)
 INLINE = re.compile(r"\*\*(.+?)\*\*|`([^`]+)`")
 FALLBACK = "en"
+LANGUAGES_FIELD = "{{ languages }}"
 
 Span = tuple[str, Literal["", "strong", "code"]]
 
@@ -41,6 +44,17 @@ def protocol_file(folder: Path, wanted: str) -> tuple[str, Path] | None:
             if path.is_file():
                 return language, path
     return None
+
+
+def name_languages(text: str, codes: list[str], language: str) -> str:
+    """``{{ languages }}`` in a protocol file → the site's configured languages, named in the file's
+    language ("anglais, français et espagnol"): the protocol never names a hard-coded list."""
+    names = [language_name(code, language) for code in codes]
+    try:
+        joined = format_list(names, locale=language)
+    except (UnknownLocaleError, ValueError):
+        joined = ", ".join(names)
+    return text.replace(LANGUAGES_FIELD, joined)
 
 
 def read_protocol(text: str) -> list[ProtocolBlock]:
@@ -100,9 +114,10 @@ def protocol_page(ctx: Ctx) -> Response:
         raise Problem(404, "http_404")
     language, path = found
     ui = ctx.site.pages.languages.get(language)
+    text = name_languages(path.read_text(encoding="utf-8"), ctx.site.settings.languages, language)
     return ctx.render(
         "protocol.html",
-        blocks=read_protocol(path.read_text(encoding="utf-8")),
+        blocks=read_protocol(text),
         language=language,
         direction=ui.direction if ui else "auto",  # a protocol file for a language the UI lacks
         missing=language_name(wanted, ctx.language) if language != wanted else None,

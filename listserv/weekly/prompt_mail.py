@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from listserv.config import MailingList
+from listserv.mail.rawmime import SubjectHeader
 from listserv.mail.templates import FALLBACK, MailTemplates
 from listserv.store.models import Topic
 from listserv.weekly.topics import language_name, text_for
@@ -80,7 +81,7 @@ def compose_prompt(
     message["From"] = Address(names[0] if names else mailing_list.title, addr_spec=sender)
     message["To"] = Address(mailing_list.title, addr_spec=list_address)
     message["Reply-To"] = list_address  # "reply to this message" reaches the list in every reply_to mode
-    message["Subject"] = rendered.subject or title
+    message["Subject"] = SubjectHeader(rendered.subject or title)
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = own
     message[TOPIC_HEADER] = topic.week
