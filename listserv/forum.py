@@ -62,7 +62,7 @@ class Parts:
 
 def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Parts:
     book = AddressBook(settings.site.domain, settings.lists)
-    templates = MailTemplates(settings.site.templates_dir, settings.site.timezone)
+    templates = MailTemplates(settings.site.template_dirs, settings.site.timezone)
     secret = load_or_create_secret(settings.site.data_dir / "secret")
     notifier = Notifier(settings, book, templates, clock)
     publisher = Publisher(settings, book, templates)
