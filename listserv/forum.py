@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
-from listserv.intake.ingress import IngressHandler, IngressServer
+from listserv.intake.ingress import IngressHandler, IngressServer, ssl_context
 from listserv.intake.spool import Spool
 from listserv.intake.worker import Worker
 from listserv.mail.addresses import AddressBook
@@ -29,6 +29,7 @@ from listserv.outgoing.delivery import Deliverer
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import OutboxSender
 from listserv.outgoing.publish import Publisher
+from listserv.outgoing.signing import Signer
 from listserv.outgoing.transport import Transport
 from listserv.scheduler import Jobs, build_scheduler
 from listserv.store.db import utc_now
@@ -108,6 +109,14 @@ def decision_consequences(
     }
 
 
+def build_signer(settings: Settings) -> Signer | None:
+    """DKIM (and ARC) for everything that leaves; the seal names our SMTP host as the authserv-id."""
+    dkim = settings.delivery.dkim
+    if dkim is None:
+        return None
+    return Signer(dkim, settings.delivery.arc, settings.smtp.hostname or settings.site.domain)
+
+
 def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:
     return Site(
         parts.settings,
@@ -141,7 +150,9 @@ class Forum:
         parts = build_parts(settings, clock)
         self.parts = parts
         self.book = parts.book
-        transport = Transport(settings.delivery.relay, settings.site.data_dir / "outbox")
+        transport = Transport(
+            settings.delivery.relay, settings.site.data_dir / "outbox", signer=build_signer(settings)
+        )
         self.outbox = OutboxSender(engine, settings.delivery, transport, clock)
         self.bounces = Bounces(settings, parts.notifier, parts.book, parts.secret, clock)
         self.deliverer = Deliverer(
@@ -174,10 +185,14 @@ class Forum:
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )
         self.spool = Spool(engine, on_stored=self.worker.background.wake)
+        smtp = settings.smtp
         self.ingress = IngressServer(
             IngressHandler(self.book, self.spool),
-            hostname=settings.smtp.hostname or settings.site.domain,
-            max_message_bytes=settings.smtp.max_message_bytes,
+            hostname=smtp.hostname or settings.site.domain,
+            max_message_bytes=smtp.max_message_bytes,
+            lmtp=smtp.protocol == "lmtp",
+            tls=ssl_context(smtp.tls_cert, smtp.tls_key) if smtp.tls_cert and smtp.tls_key else None,
+            require_tls=smtp.require_tls,
         )
         self.jobs = build_jobs(parts, engine, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
