@@ -117,6 +117,9 @@ class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     session_days: int = Field(default=14, ge=1, le=365)  # a signed-in session lasts this long
+    # Reverse proxies (nginx) whose X-Forwarded-For/-Proto are believed: the client address that sign-in
+    # limits count, and https. [] believes no one. 127.0.0.1 was uvicorn's own default before this key.
+    trusted_proxies: list[str] = ["127.0.0.1"]
 
 
 class RelayConfig(Strict):

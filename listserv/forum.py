@@ -197,7 +197,7 @@ class Forum:
         self.jobs = build_jobs(parts, engine, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
         site = build_site(parts, engine, self._wake_senders)
-        self.web = WebServer(build(site), settings.web.host, settings.web.port)
+        self.web = WebServer(build(site), settings.web.host, settings.web.port, settings.web.trusted_proxies)
         self.smtp_port: int | None = None
         self.web_port: int | None = None
 

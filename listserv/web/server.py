@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -19,9 +19,16 @@ class _Server(uvicorn.Server):
 
 
 class WebServer:
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> None:
         config = uvicorn.Config(
-            app, http="httptools", lifespan="off", log_level="warning", access_log=False, server_header=False
+            app,
+            http="httptools",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            proxy_headers=bool(trusted_proxies),  # X-Forwarded-For/-Proto only from these addresses
+            forwarded_allow_ips=list(trusted_proxies),
         )
         self.server = _Server(config)
         self.host, self.port = host, port
