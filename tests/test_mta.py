@@ -358,3 +358,32 @@ def test_every_message_that_leaves_verifies_under_dkim_and_list_copies_under_arc
         raw for (_, _, message), raw in zip(sink.messages, sink.raw, strict=True) if message["ARC-Seal"]
     )
     assert not dkim.verify(post.replace(b"Bonjour", b"Bonsoir"), dnsfunc=dns)  # the check can fail
+
+
+# ---- listserv mta postfix ---------------------------------------------------------------------------
+
+
+def test_mta_postfix_prints_maps_for_every_list_address(tmp_path: Path) -> None:
+    raw = make_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    raw["smtp"].update(protocol="lmtp", host="0.0.0.0", port=8024)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = run_cli(config, "mta", "postfix", "--dir", "/etc/postfix")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "relay_domains = forum.example.org" in lines
+    assert "transport_maps = hash:/etc/postfix/listserv_transport" in lines
+    assert "relay_recipient_maps = hash:/etc/postfix/listserv_recipients" in lines
+    assert "recipient_delimiter = +" in lines
+    start = lines.index("# ---- /etc/postfix/listserv_transport ----") + 1
+    middle = lines.index("# ---- /etc/postfix/listserv_recipients ----")
+    routed = dict(line.split() for line in lines[start:middle])
+    accepted = dict(line.split() for line in lines[middle + 1 : lines.index("# ---- then ----")])
+    expected = {"postmaster@forum.example.org"} | {
+        f"{name}{suffix}@forum.example.org"
+        for name in ("ta-en", "ta-fr", "ta-es")
+        for suffix in ("", "-request", "-owner", "-moderate", "-propose", "-bounces")
+    }
+    assert routed == dict.fromkeys(expected, "lmtp:inet:127.0.0.1:8024")  # 0.0.0.0 is reached on loopback
+    assert accepted == dict.fromkeys(expected, "OK")
+    assert "# postmap /etc/postfix/listserv_transport /etc/postfix/listserv_recipients" in lines
