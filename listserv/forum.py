@@ -110,11 +110,13 @@ def decision_consequences(
 
 
 def build_signer(settings: Settings) -> Signer | None:
-    """DKIM (and ARC) for everything that leaves; the seal names our SMTP host as the authserv-id."""
+    """DKIM (and ARC) for everything that leaves. The seal records the Authentication-Results of the MTA
+    in front (our ADMD's verifier, moderation.trusted_authserv_id), else ours: ``none``."""
     dkim = settings.delivery.dkim
     if dkim is None:
         return None
-    return Signer(dkim, settings.delivery.arc, settings.smtp.hostname or settings.site.domain)
+    authserv_id = settings.moderation.trusted_authserv_id or settings.smtp.hostname or settings.site.domain
+    return Signer(dkim, settings.delivery.arc, authserv_id)
 
 
 def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:

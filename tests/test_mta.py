@@ -323,7 +323,8 @@ def test_every_message_that_leaves_verifies_under_dkim_and_list_copies_under_arc
         "dkim": {"domain": "forum.example.org", "selector": "ls2026", "key_file": str(key_file)},
         "arc": True,
     }
-    for live in forum_with(tmp_path, db_url, delivery=delivery):
+    moderation = {"trusted_authserv_id": "mx.forum.example.org"}  # the verifying MTA in front
+    for live in forum_with(tmp_path, db_url, delivery=delivery, moderation=moderation):
         forum, clock = live.running.forum, live.clock
         add_members(
             live.engine,
@@ -332,7 +333,15 @@ def test_every_message_that_leaves_verifies_under_dkim_and_list_copies_under_arc
             {"email": "ben@example.org", "lists": "ta-fr"},
             {"email": "carla@example.org", "lists": "ta-fr", "delivery": "digest"},
         )
-        send(live.port, "ana@example.org", "ta-fr@forum.example.org", "Formation", "Bonjour à tous")
+        verdict = "mx.forum.example.org; dkim=pass header.d=example.org; spf=pass smtp.mailfrom=example.org"
+        send(
+            live.port,
+            "ana@example.org",
+            "ta-fr@forum.example.org",
+            "Formation",
+            "Bonjour à tous",
+            **{"Authentication-Results": verdict},
+        )
         notice = sink.wait_to(MOD_FR)[-1]
         reply_to_notice(live.port, notice, MOD_FR, "approuver")
         wait_for(lambda: len(sink.to("ben@example.org", list_copies=True)) == 1, what="the post")
@@ -353,11 +362,16 @@ def test_every_message_that_leaves_verifies_under_dkim_and_list_copies_under_arc
             kinds["post"] += 1
             result, _, reason = dkim.arc_verify(raw, dnsfunc=dns)
             assert result == dkim.CV_Pass, reason  # the copy keeps ana@example.org in From: sealed
+            # the seal carries what the MTA in front found (the author's signature passed)
+            assert "dkim=pass header.d=example.org" in " ".join(
+                str(message["ARC-Authentication-Results"]).split()
+            )
     assert all(kinds.values()), kinds
     post = next(
         raw for (_, _, message), raw in zip(sink.messages, sink.raw, strict=True) if message["ARC-Seal"]
     )
-    assert not dkim.verify(post.replace(b"Bonjour", b"Bonsoir"), dnsfunc=dns)  # the check can fail
+    tampered = post.replace(b"Formation", b"Formatage")  # in the signed Subject
+    assert tampered != post and not dkim.verify(tampered, dnsfunc=dns)  # the check can fail
 
 
 # ---- listserv mta postfix ---------------------------------------------------------------------------

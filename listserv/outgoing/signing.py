@@ -2,12 +2,14 @@
 
 Signing happens in ``transport.py``, the one door both the outbox (notices) and the fan-out (posts,
 prompts, digests) go through, so nothing leaves unsigned and the signed bytes are exactly the bytes
-sent. A list copy goes out in batches of the same bytes: its signature is computed once and reused.
+sent. A list copy goes out in batches of the same bytes: its signature is computed once and reused
+(dkimpy's RSA is pure Python: ~14 ms a signature here, ~25 more for an ARC set).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import threading
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 KEY_BITS = 2048
 # Headers signed: dkimpy's defaults plus the list headers we add (so they cannot be altered on the way).
 LIST_HEADERS = (b"list-id", b"list-post", b"list-unsubscribe", b"list-help", b"list-owner", b"list-archive")
-CACHED = 16  # signatures kept for reuse: the messages being sent in parallel at most
+CACHED = 64  # header blocks kept for reuse, keyed by the message's digest: a few KB, never the message
 
 
 class SigningSetupError(Exception):
@@ -47,36 +49,38 @@ class Signer:
 
     def sign(self, raw: bytes) -> bytes:
         """``raw`` with a DKIM-Signature (and an ARC set when it is a list copy in its author's name)."""
-        with self._lock:
-            if raw in self._cache:
-                return self._cache[raw]
-        signed = self._sign(raw)
-        with self._lock:
-            self._cache[raw] = signed
-            while len(self._cache) > CACHED:
-                self._cache.popitem(last=False)
-        return signed
-
-    def _sign(self, raw: bytes) -> bytes:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # dkimpy canonicalises CRLF lines
-        include = tuple(dkim.DKIM(raw).default_sign_headers()) + LIST_HEADERS
-        signature = dkim.sign(raw, self._selector, self._domain, self._key, include_headers=list(include))
-        signed = signature + raw
-        if self._arc and is_relayed_post(raw, self._config.domain):
-            signed = self._seal(signed)
-        return signed
+        digest = hashlib.sha256(raw).digest()
+        with self._lock:
+            added = self._cache.get(digest)
+        if added is None:
+            added = self._header_fields(raw)
+            with self._lock:
+                self._cache[digest] = added
+                while len(self._cache) > CACHED:
+                    self._cache.popitem(last=False)
+        return added + raw
 
-    def _seal(self, raw: bytes) -> bytes:
+    def _header_fields(self, raw: bytes) -> bytes:
+        """The fields to put on top of ``raw``: DKIM-Signature, and for a sealed copy the ARC set."""
+        include = tuple(dkim.DKIM(raw).default_sign_headers()) + LIST_HEADERS
+        added = dkim.sign(raw, self._selector, self._domain, self._key, include_headers=list(include))
+        if self._arc and is_relayed_post(raw, self._config.domain):
+            added = self._seal(added + raw) + added
+        return added
+
+    def _seal(self, signed: bytes) -> bytes:
         """ARC set i=1 over the copy as sent. Authentication-Results from the MTA in front (or ``none``:
         we verified nothing ourselves) become the seal's ARC-Authentication-Results."""
         srv_id = self._authserv_id.encode("ascii")
-        if not _has_results_from(raw, srv_id):
-            raw = b"Authentication-Results: " + srv_id + b"; none\r\n" + raw
-        headers = dkim.arc_sign(raw, self._selector, self._domain, self._key, srv_id)
+        results = b""
+        if not _has_results_from(signed, srv_id):
+            results = b"Authentication-Results: " + srv_id + b"; none\r\n"
+        headers = dkim.arc_sign(results + signed, self._selector, self._domain, self._key, srv_id)
         if not headers:
             log.warning("ARC: no seal added (dkimpy found no usable chain)")
-            return raw
-        return b"".join(headers) + raw
+            return results
+        return b"".join(headers) + results
 
 
 def is_relayed_post(raw: bytes, own_domain: str) -> bool:
