@@ -160,12 +160,13 @@ class _TrackedLMTP(_TrackedSMTP, LMTP):
     _replies_due = 0
 
     async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8") if isinstance(status, bytes) else status
         if self._replies_due:
             count, self._replies_due = self._replies_due, 0
-            status = (b"\r\n" if isinstance(status, bytes) else "\r\n").join([status] * count)  # type: ignore[arg-type]
-        elif (status[:3] in ("354", b"354")) and self.envelope is not None:
+            text = "\r\n".join([text] * count)
+        elif text.startswith("354") and self.envelope is not None:
             self._replies_due = len(self.envelope.rcpt_tos)
-        await super().push(status)
+        await super().push(text)
 
 
 def ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
