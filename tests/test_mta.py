@@ -11,8 +11,12 @@ import smtplib
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
+from urllib.parse import urlencode
+from urllib.request import HTTPCookieProcessor, Request, build_opener
 
 import dkim
 import pytest
@@ -33,6 +37,7 @@ from listserv.outgoing.transport import TransientFailure, Transport
 from listserv.store.db import make_engine
 from listserv.store.models import Received
 from tests.conftest import (
+    CSRF_FIELD,
     DOMAIN,
     RunningForum,
     Sink,
@@ -401,3 +406,33 @@ def test_mta_postfix_prints_maps_for_every_list_address(tmp_path: Path) -> None:
     assert routed == dict.fromkeys(expected, "lmtp:inet:127.0.0.1:8024")  # 0.0.0.0 is reached on loopback
     assert accepted == dict.fromkeys(expected, "OK")
     assert "# postmap /etc/postfix/listserv_transport /etc/postfix/listserv_recipients" in lines
+
+
+# ---- behind nginx: web.trusted_proxies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trusted", [["127.0.0.1"], []])
+def test_trusted_proxies_decide_which_client_the_sign_in_limit_counts(
+    tmp_path: Path, trusted: list[str]
+) -> None:
+    """21 failed sign-ins, each forwarded for another client: counted per forwarded client when the proxy
+    is trusted (no limit reached), all against the proxy itself when it is not (the 21st is refused)."""
+    for live in forum_with(tmp_path, f"sqlite:///{tmp_path / 'web.db'}", web={"trusted_proxies": trusted}):
+        url = f"http://127.0.0.1:{live.running.forum.web_port}/login"
+        browser = build_opener(HTTPCookieProcessor(CookieJar()))
+        found = CSRF_FIELD.search(browser.open(url, timeout=10).read().decode())
+        assert found, "no CSRF field on the sign-in page"
+        codes = []
+        for number in range(21):
+            form = {"email": f"guess{number}@example.org", "password": "nope nope nope", "next": "/"}
+            request = Request(
+                url,
+                data=urlencode({**form, "csrf": found.group(1)}).encode(),
+                headers={"X-Forwarded-For": f"198.51.100.{number}"},
+            )
+            try:
+                codes.append(browser.open(request, timeout=10).status)
+            except HTTPError as answer:
+                codes.append(answer.code)
+    assert codes[:20] == [400] * 20
+    assert codes[20] == (400 if trusted else 429)
