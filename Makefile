@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+POSTFIX := /usr/sbin/postfix
 
-.PHONY: install browser serve test lint bench clean messages
+.PHONY: install browser postfix serve test lint bench clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +24,24 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# tests/test_postfix.py runs a throwaway Postfix instance (own config and queue, loopback high ports).
+# "No configuration": the package sets up no system instance (nothing listens on port 25).
+$(POSTFIX):
+	echo "postfix postfix/main_mailer_type select No configuration" | \
+	  $$([ "$$(id -u)" -eq 0 ] || echo sudo) debconf-set-selections
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y --no-install-recommends postfix
+
+postfix: $(POSTFIX)
+
 serve: $(STAMP)
 	$(BIN)/listserv init
 	$(BIN)/listserv serve
 
 # Every storage test runs on SQLite and on the PostgreSQL server at 127.0.0.1:5432 (a throwaway database
 # per run); LISTSERV_TEST_PG=0 runs SQLite only on a machine without one.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(POSTFIX)
 	$(BIN)/ruff check listserv digests tests bench
 	$(BIN)/pytest -q
 

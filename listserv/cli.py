@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from listserv.admin import topic_commands
+from listserv.admin import mta, topic_commands
 from listserv.admin.provision import initialise
 from listserv.admin.status import failures, status_counts
 from listserv.admin.translations import check as check_translations
@@ -25,11 +25,14 @@ from listserv.admin.translations import describe
 from listserv.archive import index
 from listserv.config import ConfigError, Settings, config_path, load_settings
 from listserv.forum import Forum, build_jobs, build_parts
+from listserv.intake.ingress import TlsSetupError
 from listserv.mail.text import has_control_characters
 from listserv.membership.requests import Requests
 from listserv.moderation.audit import audit_trail
 from listserv.moderation.codes import find_held
 from listserv.moderation.queue import moderation_queue
+from listserv.outgoing.signing import SigningSetupError
+from listserv.outgoing.transport import RelaySetupError
 from listserv.scheduler import TASKS
 from listserv.store import directory, schema
 from listserv.store.db import make_engine, utc_now
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(settings.database.url)
     try:
         return args.run(args, settings, engine) or 0
-    except (CommandError, topic_commands.TopicCommandError) as error:
+    except (CommandError, topic_commands.TopicCommandError, mta.MtaCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, UsageError) else 1
     except OperationalError as error:
@@ -118,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     password.add_argument("email")
     _moderation_commands(commands)
     topic_commands.register(commands, _command)
+    mta.register(commands, _command)
     return parser
 
 
@@ -189,7 +193,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
         raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
     for warning in check_translations(settings, LOCALE_DIR)[1]:
         logging.getLogger(__name__).warning("%s", warning)
-    asyncio.run(Forum(settings, engine).serve_until_signalled())
+    try:
+        forum = Forum(settings, engine)
+    except (TlsSetupError, RelaySetupError, SigningSetupError) as error:  # files named in the config
+        raise CommandError(str(error)) from None
+    asyncio.run(forum.serve_until_signalled())
     return 0
 
 

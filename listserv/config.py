@@ -22,21 +22,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from listserv.config_errors import ConfigError, describe_problem, first_line
 from listserv.mail.addresses import normalise_address
 
 OVERRIDABLE = ("delivery", "moderation")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 ROOM_NAME = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?$")
 DEFAULT_PATH = Path("config.yaml")
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; ``problems`` holds one line per fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+# A wheel carries the templates inside the package (setup.py's build_py copies them there); a checkout
+# keeps them at the repository's top, where translators and the other branches edit them.
+_PACKAGE = Path(__file__).resolve().parent
+_IN_WHEEL = _PACKAGE / "templates"
+SHIPPED_TEMPLATES = _IN_WHEEL if _IN_WHEEL.is_dir() else _PACKAGE.parent / "templates"
 
 
 def _email(value: str) -> str:
@@ -86,7 +83,16 @@ class SiteConfig(Strict):
     base_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
     timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     data_dir: Path = Path("var")
-    templates_dir: Path = SHIPPED_TEMPLATES  # mail/<lang>/<audience>_<event>.txt, web/
+    # The operator's own templates (mail/<lang>/<audience>_<event>.txt, web/, protocol/): any file found
+    # here is used instead of the shipped one of the same name; the rest come from the package.
+    templates_dir: Path | None = None
+
+    @property
+    def template_dirs(self) -> tuple[Path, ...]:
+        """Where templates are searched, first match wins: the operator's folder, then the shipped one."""
+        if self.templates_dir is None or self.templates_dir == SHIPPED_TEMPLATES:
+            return (SHIPPED_TEMPLATES,)
+        return (self.templates_dir, SHIPPED_TEMPLATES)
 
 
 class DatabaseConfig(Strict):
@@ -98,6 +104,19 @@ class SmtpConfig(Strict):
     port: int = Field(default=8025, ge=0, le=65535)
     max_message_bytes: int = Field(default=26_214_400, gt=0)
     hostname: str | None = None  # name in the greeting; defaults to site.domain
+    # lmtp (RFC 2033) behind a local MTA such as Postfix: one reply per recipient after DATA
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    tls_cert: Path | None = None  # PEM certificate chain: STARTTLS is offered when both are set
+    tls_key: Path | None = None
+    require_tls: bool = False  # refuse MAIL (every command but EHLO, STARTTLS, NOOP, RSET, QUIT) before TLS
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> SmtpConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.require_tls and self.tls_cert is None:
+            raise ValueError("require_tls needs tls_cert and tls_key")
+        return self
 
 
 class WebConfig(Strict):
@@ -111,6 +130,24 @@ class WebConfig(Strict):
 class RelayConfig(Strict):
     host: str
     port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False  # upgrade with STARTTLS before anything else (refuse to go on without it)
+    tls_verify: bool = True  # check the relay's certificate and name against the system's CAs
+    username: str | None = None  # SMTP AUTH (after STARTTLS when starttls is on)
+    password_file: Path | None = None  # the password, alone in a file readable by listserv only
+
+    @model_validator(mode="after")
+    def _check_login(self) -> RelayConfig:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together: set both or neither")
+        return self
+
+
+class DkimConfig(Strict):
+    """Every message leaving is signed d=domain, s=selector (``listserv dkim keygen`` makes the key)."""
+
+    domain: str = Field(pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    selector: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    key_file: Path
 
 
 class DeliveryConfig(Strict):
@@ -125,6 +162,16 @@ class DeliveryConfig(Strict):
     # post wrapped, else receivers would refuse our copy. (DNS lookup of policies: not yet.)
     dmarc_domains: list[str] = []
     bounce_threshold: float = Field(default=5.0, gt=0)  # hard bounce 1.0, soft 0.5 a day; then a probe
+    dkim: DkimConfig | None = None  # None: nothing is signed (let the MTA sign, or nobody)
+    # ARC-seal (RFC 8617) list copies that keep their author's From, so receivers can trust our word
+    # on the signature our decoration broke. Needs dkim (the same key and selector).
+    arc: bool = False
+
+    @model_validator(mode="after")
+    def _check_arc(self) -> DeliveryConfig:
+        if self.arc and self.dkim is None:
+            raise ValueError("arc needs dkim (the seal uses its domain, selector and key)")
+        return self
 
 
 class ModerationConfig(Strict):
@@ -284,7 +331,7 @@ def load_settings(path: Path) -> Settings:
     except OSError as error:
         raise ConfigError([f"{path}: cannot read the configuration file ({error.strerror})"]) from None
     except yaml.YAMLError as error:
-        raise ConfigError([f"{path}: not valid YAML: {_first_line(error)}"]) from None
+        raise ConfigError([f"{path}: not valid YAML: {first_line(error)}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: expected a mapping of settings at the top level"])
     return parse_settings(raw, base_dir=path.parent)
@@ -294,16 +341,28 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path(".")) -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError([_describe(problem) for problem in error.errors()]) from None
+        raise ConfigError([describe_problem(problem) for problem in error.errors()]) from None
     return _anchor_paths(settings, base_dir)
 
 
 def _anchor_paths(settings: Settings, base_dir: Path) -> Settings:
-    """Relative data_dir and sqlite paths are relative to the config file, not the working directory."""
-    data_dir, templates_dir = (
-        path if path.is_absolute() else (base_dir / path).resolve()
-        for path in (settings.site.data_dir, settings.site.templates_dir)
-    )
+    """Relative paths (data_dir, sqlite, keys, certificates) are relative to the config file, not the
+    working directory."""
+
+    def anchor(path: Path) -> Path:
+        return path if path.is_absolute() else (base_dir / path).resolve()
+
+    def anchor_fields(block: Strict, *names: str) -> Any:
+        found = {name: getattr(block, name) for name in names if getattr(block, name) is not None}
+        return block.model_copy(update={name: anchor(path) for name, path in found.items()})
+
+    data_dir = anchor(settings.site.data_dir)
+    templates_dir = anchor(settings.site.templates_dir) if settings.site.templates_dir else None
+    delivery = settings.delivery
+    if delivery.relay is not None:
+        delivery = delivery.model_copy(update={"relay": anchor_fields(delivery.relay, "password_file")})
+    if delivery.dkim is not None:
+        delivery = delivery.model_copy(update={"dkim": anchor_fields(delivery.dkim, "key_file")})
     url = settings.database.url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
@@ -312,33 +371,7 @@ def _anchor_paths(settings: Settings, base_dir: Path) -> Settings:
         update={
             "site": settings.site.model_copy(update={"data_dir": data_dir, "templates_dir": templates_dir}),
             "database": settings.database.model_copy(update={"url": url}),
+            "smtp": anchor_fields(settings.smtp, "tls_cert", "tls_key"),
+            "delivery": delivery,
         }
     )
-
-
-def _describe(problem: Any) -> str:
-    path = _key_path(problem["loc"])
-    if problem["type"] == "extra_forbidden":
-        return f"{path}: unknown key (check its spelling)"
-    if problem["type"] == "missing":
-        return f"{path}: required key is missing"
-    message = problem["msg"].removeprefix("Value error, ")
-    if problem["type"] == "string_pattern_mismatch":
-        message = f"{problem['input']!r} does not have the expected form"
-    return f"{path}: {message}" if path else message
-
-
-def _key_path(location: tuple[Any, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif str(part).startswith(("function-", "tagged-union")):
-            continue
-        else:
-            path += f".{part}" if path else str(part)
-    return path
-
-
-def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split())

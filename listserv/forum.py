@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
-from listserv.intake.ingress import IngressHandler, IngressServer
+from listserv.intake.ingress import IngressHandler, IngressServer, ssl_context
 from listserv.intake.spool import Spool
 from listserv.intake.worker import Worker
 from listserv.mail.addresses import AddressBook
@@ -29,6 +29,7 @@ from listserv.outgoing.delivery import Deliverer
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import OutboxSender
 from listserv.outgoing.publish import Publisher
+from listserv.outgoing.signing import Signer
 from listserv.outgoing.transport import Transport
 from listserv.scheduler import Jobs, build_scheduler
 from listserv.store.db import utc_now
@@ -62,7 +63,7 @@ class Parts:
 
 def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Parts:
     book = AddressBook(settings.site.domain, settings.lists)
-    templates = MailTemplates(settings.site.templates_dir, settings.site.timezone)
+    templates = MailTemplates(settings.site.template_dirs, settings.site.timezone)
     secret = load_or_create_secret(settings.site.data_dir / "secret")
     notifier = Notifier(settings, book, templates, clock)
     publisher = Publisher(settings, book, templates)
@@ -108,6 +109,16 @@ def decision_consequences(
     }
 
 
+def build_signer(settings: Settings) -> Signer | None:
+    """DKIM (and ARC) for everything that leaves. The seal records the Authentication-Results of the MTA
+    in front (our ADMD's verifier, moderation.trusted_authserv_id), else ours: ``none``."""
+    dkim = settings.delivery.dkim
+    if dkim is None:
+        return None
+    authserv_id = settings.moderation.trusted_authserv_id or settings.smtp.hostname or settings.site.domain
+    return Signer(dkim, settings.delivery.arc, authserv_id)
+
+
 def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:
     return Site(
         parts.settings,
@@ -141,7 +152,9 @@ class Forum:
         parts = build_parts(settings, clock)
         self.parts = parts
         self.book = parts.book
-        transport = Transport(settings.delivery.relay, settings.site.data_dir / "outbox")
+        transport = Transport(
+            settings.delivery.relay, settings.site.data_dir / "outbox", signer=build_signer(settings)
+        )
         self.outbox = OutboxSender(engine, settings.delivery, transport, clock)
         self.bounces = Bounces(settings, parts.notifier, parts.book, parts.secret, clock)
         self.deliverer = Deliverer(
@@ -174,10 +187,14 @@ class Forum:
             ingest_busy=lambda seconds: self.spool.is_busy(seconds),
         )
         self.spool = Spool(engine, on_stored=self.worker.background.wake)
+        smtp = settings.smtp
         self.ingress = IngressServer(
             IngressHandler(self.book, self.spool),
-            hostname=settings.smtp.hostname or settings.site.domain,
-            max_message_bytes=settings.smtp.max_message_bytes,
+            hostname=smtp.hostname or settings.site.domain,
+            max_message_bytes=smtp.max_message_bytes,
+            lmtp=smtp.protocol == "lmtp",
+            tls=ssl_context(smtp.tls_cert, smtp.tls_key) if smtp.tls_cert and smtp.tls_key else None,
+            require_tls=smtp.require_tls,
         )
         self.jobs = build_jobs(parts, engine, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)

@@ -31,7 +31,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("listserv.archive",),
     ("listserv.store",),
     ("listserv.config",),
-    ("listserv.mail", "listserv.background", "listserv"),  # ``listserv``: the package's own __init__
+    (
+        "listserv.mail",
+        "listserv.background",
+        "listserv.config_errors",
+        "listserv",
+    ),  # ``listserv``: the package's own __init__
 )
 LAYER_OF = {entry: depth for depth, entries in enumerate(LAYERS) for entry in entries}
 

@@ -44,23 +44,30 @@ class Coverage:
         return all(part.complete for part in self.parts)
 
 
-def coverage(language: str, templates_dir: Path, locale_dir: Path) -> Coverage:
-    mail = templates_dir / "mail"
+def coverage(language: str, template_dirs: Path | tuple[Path, ...], locale_dir: Path) -> Coverage:
+    """What ``language`` has, looking in each template folder in turn (the operator's, then the shipped)."""
+    dirs = (template_dirs,) if isinstance(template_dirs, Path) else template_dirs
     return Coverage(
         language,
         (
-            _mail_templates(mail, language),
-            _catalogue_entries(mail, language),
+            _mail_templates(dirs, language),
+            _catalogue_entries(dirs, language),
             _web_strings(locale_dir, language),
-            _protocol(templates_dir / "protocol", language),
-            _reply_words(mail, language),
+            _protocol(dirs, language),
+            _reply_words(dirs, language),
         ),
     )
 
 
-def _mail_templates(mail: Path, language: str) -> Part:
-    wanted = sorted(path.name for path in (mail / FALLBACK).iterdir() if path.suffix in {".txt", ".html"})
-    missing = tuple(name for name in wanted if not (mail / language / name).is_file())
+def _find(dirs: tuple[Path, ...], relative: str) -> Path:
+    """The first folder's copy of ``relative`` that exists, else the last folder's (missing) path."""
+    return next((d / relative for d in dirs if (d / relative).is_file()), dirs[-1] / relative)
+
+
+def _mail_templates(dirs: tuple[Path, ...], language: str) -> Part:
+    english = dirs[-1] / "mail" / FALLBACK
+    wanted = sorted(path.name for path in english.iterdir() if path.suffix in {".txt", ".html"})
+    missing = tuple(name for name in wanted if not _find(dirs, f"mail/{language}/{name}").is_file())
     return Part("mail templates", len(wanted) - len(missing), len(wanted), missing)
 
 
@@ -72,12 +79,12 @@ def _read_yaml(path: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _catalogue_entries(mail: Path, language: str) -> Part:
+def _catalogue_entries(dirs: tuple[Path, ...], language: str) -> Part:
     """Every key of the English requests.yaml and reasons.yaml (commands.yaml: see reply words)."""
     wanted, missing = 0, []
     for name in ("requests.yaml", "reasons.yaml"):
-        present = _read_yaml(mail / language / name)
-        for key in _read_yaml(mail / FALLBACK / name):
+        present = _read_yaml(_find(dirs, f"mail/{language}/{name}"))
+        for key in _read_yaml(_find(dirs, f"mail/{FALLBACK}/{name}")):
             wanted += 1
             if not present.get(key):
                 missing.append(f"{name}:{key}")
@@ -103,13 +110,13 @@ def _web_strings(locale_dir: Path, language: str) -> Part:
     return Part("web strings", len(keys) - len(missing), len(keys), missing)
 
 
-def _protocol(folder: Path, language: str) -> Part:
-    present = (folder / f"{language}.md").is_file()
+def _protocol(dirs: tuple[Path, ...], language: str) -> Part:
+    present = _find(dirs, f"protocol/{language}.md").is_file()
     return Part("protocol", int(present), 1, () if present else (f"protocol/{language}.md",))
 
 
-def _reply_words(mail: Path, language: str) -> Part:
-    words = _read_yaml(mail / language / "commands.yaml")
+def _reply_words(dirs: tuple[Path, ...], language: str) -> Part:
+    words = _read_yaml(_find(dirs, f"mail/{language}/commands.yaml"))
     missing = tuple(action for action in REPLY_ACTIONS if not words.get(action))
     return Part("reply words", len(REPLY_ACTIONS) - len(missing), len(REPLY_ACTIONS), missing)
 
@@ -151,5 +158,6 @@ def list_warnings(settings: Settings, complete: dict[str, bool]) -> list[str]:
 
 def check(settings: Settings, locale_dir: Path) -> tuple[list[Coverage], list[str]]:
     """Coverage of each configured language, then the per-list warnings."""
-    found = [coverage(language, settings.site.templates_dir, locale_dir) for language in settings.languages]
+    dirs = settings.site.template_dirs
+    found = [coverage(language, dirs, locale_dir) for language in settings.languages]
     return found, list_warnings(settings, {item.language: item.complete for item in found})

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from email._header_value_parser import get_addr_spec, get_angle_addr  # as aiosmtpd itself does
 from email.errors import HeaderParseError
-from typing import Any
+from pathlib import Path
+from typing import Any, AnyStr
 
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from listserv.intake.spool import Arrival, Spool, StorageError
@@ -59,21 +62,34 @@ class IngressHandler:
 class IngressServer:
     """The listening socket plus the SMTP sessions it spawned, so shutdown can wait for them."""
 
-    def __init__(self, handler: IngressHandler, hostname: str, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        handler: IngressHandler,
+        hostname: str,
+        max_message_bytes: int,
+        lmtp: bool = False,
+        tls: ssl.SSLContext | None = None,
+        require_tls: bool = False,
+    ) -> None:
         self._handler = handler
         self._hostname = hostname
         self._max_bytes = max_message_bytes
+        self._session_class = _TrackedLMTP if lmtp else _TrackedSMTP
+        self._tls = tls
+        self._require_tls = require_tls
         self._sessions: set[SMTP] = set()
         self._server: asyncio.Server | None = None
 
     def _new_session(self) -> SMTP:
-        session = _TrackedSMTP(
+        session = self._session_class(
             self._handler,
             hostname=self._hostname,  # without it aiosmtpd calls the slow getfqdn()
             data_size_limit=self._max_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,
             ident="listserv",
+            tls_context=self._tls,  # STARTTLS offered when set
+            require_starttls=self._require_tls,  # 530 to MAIL (and the rest) before STARTTLS
         )
         session.sessions = self._sessions
         return session
@@ -134,6 +150,37 @@ class _TrackedSMTP(ListservSMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self.sessions.discard(self)
         super().connection_lost(error)
+
+
+class _TrackedLMTP(_TrackedSMTP, LMTP):
+    """LMTP (RFC 2033): LHLO instead of EHLO, and after DATA one reply per accepted recipient, in RCPT
+    order. The spool commits the message once for all its recipients before any reply, so each gets the
+    handler's one answer; so do aiosmtpd's own refusals after 354 (552 too big, 500 line too long)."""
+
+    _replies_due = 0
+
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8") if isinstance(status, bytes) else status
+        if self._replies_due:
+            count, self._replies_due = self._replies_due, 0
+            text = "\r\n".join([text] * count)
+        elif text.startswith("354") and self.envelope is not None:
+            self._replies_due = len(self.envelope.rcpt_tos)
+        await super().push(text)
+
+
+def ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server side of STARTTLS; a file that cannot be read raises TlsSetupError."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise TlsSetupError(f"cannot load the TLS certificate {cert} and key {key}: {error}") from None
+    return context
+
+
+class TlsSetupError(Exception):
+    """smtp.tls_cert / smtp.tls_key cannot be used."""
 
 
 def _peer(session: Session) -> str:

@@ -93,6 +93,10 @@ class AddressBook:
                 if kind not in (Kind.POST, Kind.POSTMASTER):
                     self._exact[f"{name.lower()}-{kind.value}"] = Recipient(name, kind)
 
+    def addresses(self) -> list[str]:
+        """Every address this site answers for, without ``+detail`` (what an MTA's recipient map lists)."""
+        return sorted(f"{local}@{self.domain}" for local in self._exact)
+
     def is_local_domain(self, address: str) -> bool:
         return address.rpartition("@")[2].lower() == self.domain
 

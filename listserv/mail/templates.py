@@ -5,6 +5,7 @@ it never crashes. Translators edit whole files under ``templates/mail/<lang>/``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -28,11 +29,13 @@ class RenderedMail:
 
 
 class MailTemplates:
-    def __init__(self, templates_dir: Path, timezone: str) -> None:
-        self.root = templates_dir / "mail"
+    def __init__(self, templates_dirs: Path | Sequence[Path], timezone: str) -> None:
+        # The operator's folder first (site.templates_dir), then the shipped one: a file found earlier wins.
+        dirs = [templates_dirs] if isinstance(templates_dirs, Path) else list(templates_dirs)
+        self.roots = [folder / "mail" for folder in dirs]
         self.timezone = ZoneInfo(timezone)
         self.env = Environment(
-            loader=FileSystemLoader(self.root),
+            loader=FileSystemLoader(self.roots),
             autoescape=select_autoescape(["html"]),  # .txt mail is plain text; .html fragments escape
             undefined=StrictUndefined,  # a template asking for a missing variable is a bug: fail loudly
             trim_blocks=True,
@@ -64,11 +67,18 @@ class MailTemplates:
             return template, candidate
         raise TemplateNotFound(f"{FALLBACK}/{name}")
 
+    def has(self, name: str, language: str) -> bool:
+        """Whether ``<language>/<name>`` exists in any template folder (no fallback)."""
+        return any((root / language / name).is_file() for root in self.roots)
+
     def catalogue(self, language: str, name: str) -> dict[str, Any]:
         """A YAML catalogue of ``mail/<language>/`` (commands, reasons, requests), English if missing."""
-        return _read_yaml(self.root / language / name) or (
-            _read_yaml(self.root / FALLBACK / name) if language != FALLBACK else {}
-        )
+        for candidate in dict.fromkeys((language, FALLBACK)):
+            for root in self.roots:
+                found = _read_yaml(root / candidate / name)
+                if found:
+                    return found
+        return {}
 
     def date(self, moment: datetime, language: str) -> str:
         """``23 novembre 2026, 09:00 (Europe/Zurich)``: the site's time, no seconds, zone named."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ _current: contextvars.ContextVar[UiLanguage] = contextvars.ContextVar("ui_langua
 
 
 class Pages:
-    def __init__(self, templates_dir: Path, timezone: str, languages: dict[str, UiLanguage]) -> None:
+    def __init__(
+        self, templates_dirs: Path | Sequence[Path], timezone: str, languages: dict[str, UiLanguage]
+    ) -> None:
+        dirs = [templates_dirs] if isinstance(templates_dirs, Path) else list(templates_dirs)
         self.languages = languages
         self.timezone = ZoneInfo(timezone)
         self.env = Environment(
-            loader=FileSystemLoader(templates_dir / "web"),
+            loader=FileSystemLoader([folder / "web" for folder in dirs]),  # the operator's first
             autoescape=select_autoescape(default=True),
             undefined=StrictUndefined,
             extensions=["jinja2.ext.i18n"],

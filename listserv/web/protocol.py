@@ -9,6 +9,7 @@ every piece of text, so a protocol file cannot inject markup into the page.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,13 +37,15 @@ class ProtocolBlock:
     items: list[list[Span]] | None = None  # list
 
 
-def protocol_file(folder: Path, wanted: str) -> tuple[str, Path] | None:
-    """(language shown, file): ``wanted`` if it has a file, else English; None when neither exists."""
+def protocol_file(folders: Path | Sequence[Path], wanted: str) -> tuple[str, Path] | None:
+    """(language shown, file): ``wanted`` if it has a file, else English; None when neither exists.
+    Folders are searched in order (the operator's before the shipped one)."""
     for language in (wanted, FALLBACK):
         if LANGUAGE.fullmatch(language):
-            path = folder / f"{language}.md"
-            if path.is_file():
-                return language, path
+            for folder in [folders] if isinstance(folders, Path) else folders:
+                path = folder / f"{language}.md"
+                if path.is_file():
+                    return language, path
     return None
 
 
@@ -109,7 +112,7 @@ def spans_of(text: str) -> list[Span]:
 
 def protocol_page(ctx: Ctx) -> Response:
     wanted = ctx.param("lang")
-    found = protocol_file(ctx.site.settings.site.templates_dir / "protocol", wanted)
+    found = protocol_file([folder / "protocol" for folder in ctx.site.settings.site.template_dirs], wanted)
     if found is None:
         raise Problem(404, "http_404")
     language, path = found

@@ -38,7 +38,7 @@ def all_pages() -> list[Page]:
 
 
 def build_pages(settings: Settings) -> Pages:
-    return Pages(settings.site.templates_dir, settings.site.timezone, load_languages(settings.languages))
+    return Pages(settings.site.template_dirs, settings.site.timezone, load_languages(settings.languages))
 
 
 def build(site: Site) -> Starlette:

@@ -54,7 +54,7 @@ def compose_prompt(
     title, body, used = text_for(topic, language)
     title = " ".join(title.split())
     # Language names in the language the template will be rendered in (English when it has none).
-    shown = language if (templates.root / language / PROMPT_TEMPLATE).is_file() else FALLBACK
+    shown = language if templates.has(PROMPT_TEMPLATE, language) else FALLBACK
     list_address = f"{mailing_list.name}@{domain}"
     context = {
         "site_name": site_name,
