@@ -53,22 +53,26 @@ def test_a_language_without_translations_is_incomplete_and_its_list_is_reported(
 
 
 def test_a_missing_template_and_catalogue_entry_are_named(tmp_path: Path) -> None:
+    """An operator's own language in ``site.templates_dir`` (searched before the shipped templates, so a
+    shipped language cannot lose a file there): Persian with one template and one reply word short."""
     templates = tmp_path / "templates"
-    shutil.copytree(SHIPPED_TEMPLATES, templates)
-    (templates / "mail" / "zh" / "member_help.txt").unlink()
-    commands = templates / "mail" / "ru" / "commands.yaml"
-    commands.write_text("approve: ['одобрить']\nreject: ['отклонить']\n", encoding="utf-8")
-    config_file = write_config(tmp_path, SIX)
+    shutil.copytree(SHIPPED_TEMPLATES / "mail" / "en", templates / "mail" / "fa")
+    (templates / "mail" / "fa" / "member_help.txt").unlink()
+    commands = templates / "mail" / "fa" / "commands.yaml"
+    commands.write_text("approve: ['تایید']\nreject: ['رد']\n", encoding="utf-8")
+    (templates / "protocol").mkdir()
+    (templates / "protocol" / "fa.md").write_text("# پروتکل\n", encoding="utf-8")
+    config_file = write_config(tmp_path, [*SIX, "fa"])
     raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     raw["site"]["templates_dir"] = str(templates)
     config_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     result = run_cli(config_file, "i18n", "check")
     assert result.returncode == 1
     by_language = {line.split(":")[0]: line for line in result.stdout.splitlines() if "—" in line}
-    assert f"mail templates {TEMPLATES - 1}/{TEMPLATES}" in by_language["zh"]
-    assert "member_help.txt" in by_language["zh"]
-    assert "reply words 2/3" in by_language["ru"] and "discard" in by_language["ru"]
-    assert by_language["ar"].endswith("— complete")
+    assert f"mail templates {TEMPLATES - 1}/{TEMPLATES}" in by_language["fa"]
+    assert "member_help.txt" in by_language["fa"] and "protocol 1/1" in by_language["fa"]
+    assert "reply words 2/3" in by_language["fa"]
+    assert by_language["zh"].endswith("— complete")  # its files still come from the shipped folder
 
 
 def test_init_warns_per_list_about_a_missing_title_and_moderators(tmp_path: Path) -> None:
