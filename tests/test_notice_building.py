@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session
 
 from digests import build_mime_digest, build_plain_digest
 from digests.issue import read_message
-from listserv.config import Settings
+from listserv.admin.provision import initialise
+from listserv.config import Settings, parse_settings
 from listserv.forum import build_parts
 from listserv.mail.addresses import Kind
 from listserv.mail.message import parse_post
 from listserv.outgoing.decorate import decorate
+from listserv.store.db import make_engine
 from listserv.store.models import ArchivedPost, Held, Outbox, Received, Route
+from tests.conftest import make_config
 from tests.test_digests import FIRST, ISSUE, TEMPLATES, digest_post
 
 MESSAGES = Path(__file__).parent / "messages"
@@ -93,3 +96,26 @@ def test_both_digests_keep_the_line_limit() -> None:
     issue = replace(ISSUE, posts=posts)
     assert_sendable(build_mime_digest(issue, TEMPLATES), "MIME digest")
     assert_sendable(build_plain_digest(issue, TEMPLATES), "plain digest")
+
+
+def test_an_arabic_notice_says_it_reads_right_to_left(tmp_path: Path, db_url: str) -> None:
+    """Plain text has no direction; clients guess it per paragraph, so lines opening with an address or
+    a code would run left to right. Arabic notices carry the same text as HTML marked dir="rtl"."""
+    raw = make_config(tmp_path, db_url, languages=["en", "fr", "es", "ar"])
+    settings = parse_settings(raw)
+    engine = make_engine(settings.database.url)
+    initialise(engine, settings)
+    notifier = build_parts(settings).notifier
+    with Session(engine) as session, session.begin():
+        for list_name in ("ta-ar", "ta-en"):
+            notifier.send(session, "sender_held.txt", list_name, ["ana@example.org"], {"subject": "ميزانية"})
+    with Session(engine) as session:
+        arabic, english = (
+            email.message_from_bytes(row.raw, policy=email.policy.default)
+            for row in session.scalars(select(Outbox).order_by(Outbox.id))
+        )
+    engine.dispose()
+    html = arabic.get_body(("html",))
+    assert html is not None and 'dir="rtl"' in html.get_content()
+    assert arabic.get_body(("plain",)).get_content().strip() in html.get_content().replace("&quot;", '"')
+    assert english.get_body(("html",)) is None

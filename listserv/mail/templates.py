@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
@@ -85,6 +86,19 @@ class MailTemplates:
         local = moment.astimezone(self.timezone)
         day = format_date(local, "long", locale=language)
         return f"{day}, {format_time(local, 'short', locale=language)} ({self.timezone.key})"
+
+    @staticmethod
+    def is_right_to_left(language: str) -> bool:
+        return _is_right_to_left(language)
+
+
+@cache
+def _is_right_to_left(language: str) -> bool:
+    """Arabic, Hebrew, Persian, Urdu…, from CLDR (Babel); an unknown code is left to right."""
+    try:
+        return Locale.parse(language.replace("-", "_")).character_order == "right-to-left"
+    except (ValueError, UnknownLocaleError):
+        return False
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import html
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -59,6 +60,8 @@ class Notifier:
         bounces = envelope or self.book.address_of(list_name, Kind.BOUNCES)
         for recipient in recipients:
             message = self._compose(list_name, recipient, rendered.subject, rendered.body)
+            if self.templates.is_right_to_left(rendered.language):
+                message.add_alternative(right_to_left_html(rendered.body, rendered.language), subtype="html")
             if reply_to:
                 message["Reply-To"] = reply_to
             if attach is not None:
@@ -81,6 +84,16 @@ class Notifier:
         message["X-Loop"] = self.book.loop_marker
         message.set_content(body, charset="utf-8")
         return message
+
+
+def right_to_left_html(body: str, language: str) -> str:
+    """The same text, marked right to left: plain text has no direction of its own, and mail clients
+    guess it per paragraph from its first strong letter, so a line that opens with an address or a
+    code would be laid out left to right. An HTML alternative says it once for the whole notice."""
+    return (
+        f'<!DOCTYPE html><html lang="{language}" dir="rtl"><body>'
+        f'<div dir="rtl" style="white-space: pre-wrap">{html.escape(body)}</div></body></html>'
+    )
 
 
 def attach_original(message: EmailMessage, raw: bytes) -> None:
