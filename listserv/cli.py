@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from listserv.admin import topic_commands
+from listserv.admin.erasure import ErasureError, Request
 from listserv.admin.provision import initialise
 from listserv.admin.status import failures, status_counts
 from listserv.archive import index
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     password = _command(member_commands, "set-password", "set a password, read from stdin", cmd_password)
     password.add_argument("email")
     _moderation_commands(commands)
+    _erase_command(commands)
     topic_commands.register(commands, _command)
     return parser
 
@@ -135,6 +137,23 @@ def _moderation_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--at", type=datetime.fromisoformat, help="as if it were this time (ISO 8601, with offset)"
     )
+
+
+def _erase_command(commands: argparse._SubParsersAction) -> None:
+    erase = _command(
+        commands, "erase", "erase a message or a person from every store (a tombstone stays)", cmd_erase
+    )
+    target = erase.add_mutually_exclusive_group(required=True)
+    target.add_argument("--message", metavar="MESSAGE-ID")
+    target.add_argument("--member", metavar="EMAIL")
+    erase.add_argument("--reason", help="why (kept in the tombstone)")
+    erase.add_argument("--requested-by", metavar="EMAIL", help="who asked (kept in the tombstone)")
+    erase.add_argument("--list", dest="list_name", help="only this list's copy of the message")
+    erase.add_argument("--with-posts", action="store_true", help="--member: erase their posts too")
+    erase.add_argument(
+        "--quotes", action="store_true", help="--message: list replies quoting it; erase nothing"
+    )
+    erase.add_argument("--as", dest="actor", default=f"operator:{getpass.getuser()}", help="who executes")
 
 
 def _command(
@@ -324,6 +343,37 @@ def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> 
             print(f"{table}: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())))
         for line in failures(session):
             print(f"failed: {line}")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    if not schema.is_current(engine):
+        raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
+    if args.list_name and args.list_name not in settings.lists:
+        raise CommandError(f"unknown list {args.list_name!r} (known: {', '.join(settings.lists)})")
+    eraser = build_parts(settings).eraser
+    if args.quotes:
+        if not args.message:
+            print("error: --quotes goes with --message", file=sys.stderr)
+            return 2
+        for quote in eraser.quoting_replies(engine, args.message, args.list_name):
+            print("\t".join([quote.list_name, quote.message_id, quote.sender, quote.subject]))
+        return 0
+    if not (args.reason or "").strip() or not (args.requested_by or "").strip():
+        print(
+            "error: erase needs --reason TEXT and --requested-by EMAIL (kept in the tombstone)",
+            file=sys.stderr,
+        )
+        return 2
+    request = Request(args.reason.strip(), args.requested_by.strip(), args.actor)
+    try:
+        if args.message:
+            erased = eraser.erase_message(engine, args.message, request, args.list_name)
+        else:
+            erased = eraser.erase_member(engine, args.member, request, args.with_posts)
+    except ErasureError as error:
+        raise CommandError(str(error)) from None
+    print(f"erased ({erased.summary()}); tombstone(s) {', '.join(f'#{n}' for n in erased.tombstones)}")
     return 0
 
 

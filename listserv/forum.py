@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from listserv.admin.erasure import Eraser
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
 from listserv.intake.ingress import IngressHandler, IngressServer
@@ -58,6 +59,7 @@ class Parts:
     requests: Requests
     reminders: Reminders
     weekly: Weekly
+    eraser: Eraser
 
 
 def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Parts:
@@ -84,6 +86,7 @@ def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         requests,
         Reminders(settings, moderation, notifier, templates, secret, clock),
         Weekly(settings, notifier, book, templates, publisher),
+        Eraser(settings, secret, publisher, clock),
     )
 
 

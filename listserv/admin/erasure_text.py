@@ -1,0 +1,134 @@
+"""What an erasure needs to know of mail, without touching any store (pure: bytes and text in, out).
+
+- ``pseudonym``: what audit rows keep of an erased person (``store.keys.key_hash``, the site secret).
+- ``Fingerprint`` / ``mentions``: does a stored mail (a notice in the outbox, a moderator's reply, a
+  bounce) carry the erased message? Yes when its bytes name the Message-ID (an attached original, a
+  bounce's returned headers), or its decoded text — every part, attached messages included, quote
+  markers and line wrapping ignored — holds a run of ``SHINGLE`` words of the message's text, or its
+  subject (when the subject is long enough to mean something).
+- ``replace_person``: a member's address and name out of a message's address fields, byte-edited.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass
+
+from listserv.mail.rawmime import CRLF, LINE_END, address_field, field_name, mailboxes, split_entity
+from listserv.mail.text import decode_bytes, decode_header
+from listserv.store.keys import key_hash
+
+SHINGLE = 8  # words in a row that make a quotation; fewer in a message shorter than that
+MIN_SHINGLE = 3  # a message of one or two words is found by its Message-ID only
+MIN_SUBJECT = 12  # characters: "Hello" in a notice's subject says nothing about which message
+QUOTE_MARKS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
+WORD = re.compile(r"\w+", re.UNICODE)
+ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "resent-from", "resent-sender")
+FORMER = ("former participant", "former.participant@invalid")  # RFC 2606: .invalid never delivers
+
+
+def pseudonym(secret: bytes, address: str) -> str:
+    """What audit rows say instead of an erased person's address: stable, so that one person's
+    actions still read as one person's."""
+    return "erased:" + key_hash(secret, "member", address)[:16]
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(QUOTE_MARKS.sub(" ", text).lower())
+
+
+def readable_text(raw: bytes) -> str:
+    """Every header and every leaf part decoded, attached messages included, in one string."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    chunks: list[str] = []
+    defects: list[str] = []
+    for part in message.walk():
+        chunks += [decode_header(value, defects) for value in part.values()]
+        if part.is_multipart() or part.get_content_maintype() == "message":
+            continue
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes):
+            chunks.append(decode_bytes(data, part.get_content_charset()))
+    return "\n".join(chunks)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    message_id: bytes
+    shingles: frozenset[tuple[str, ...]]
+    subject: tuple[str, ...]  # its words, () when too short to count
+
+    def is_quoted_in(self, text_words: list[str]) -> bool:
+        size = len(next(iter(self.shingles))) if self.shingles else 0
+        return bool(size) and any(
+            tuple(text_words[i : i + size]) in self.shingles for i in range(len(text_words))
+        )
+
+    def found_in(self, text_words: list[str]) -> bool:
+        if self.is_quoted_in(text_words):
+            return True
+        if self.subject:
+            size = len(self.subject)
+            return any(tuple(text_words[i : i + size]) == self.subject for i in range(len(text_words)))
+        return False
+
+
+def fingerprint(raw: bytes, message_id: str, subject_key: str) -> Fingerprint:
+    body = words(_body_text(raw))
+    size = min(SHINGLE, len(body))
+    shingles = (
+        frozenset(tuple(body[i : i + size]) for i in range(len(body) - size + 1))
+        if size >= MIN_SHINGLE
+        else frozenset()
+    )
+    subject = tuple(words(subject_key)) if len(subject_key.strip()) >= MIN_SUBJECT else ()
+    return Fingerprint(message_id.strip().encode("utf-8", "replace"), shingles, subject)
+
+
+def _body_text(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    chunks = []
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                chunks.append(decode_bytes(data, part.get_content_charset()))
+    return "\n".join(chunks)
+
+
+def mentions(raw: bytes, print_: Fingerprint) -> bool:
+    if print_.message_id and print_.message_id in raw:
+        return True
+    return print_.found_in(words(readable_text(raw)))
+
+
+def former(country: str) -> tuple[str, str]:
+    """The name and address shown instead of an erased person: "former participant (France)"."""
+    return (f"{FORMER[0]} ({country})" if country else FORMER[0]), FORMER[1]
+
+
+def replace_person(raw: bytes, address: str, name: str, country: str = "") -> bytes:
+    """``address`` (any case) becomes "former participant" in the message's address fields, and
+    ``name`` anywhere in its header block; the other fields and the body keep their bytes."""
+    wanted = address.lower()
+    top = split_entity(LINE_END.sub(CRLF, raw))
+    fields = []
+    for field in top.fields:
+        key = field_name(field)
+        if key in ADDRESS_FIELDS:
+            pairs = mailboxes(field.split(b":", 1)[1])
+            if any(addr.lower() == wanted for _, addr in pairs):
+                field = address_field(
+                    field.split(b":", 1)[0].decode("latin-1"),
+                    [former(country) if addr.lower() == wanted else (shown, addr) for shown, addr in pairs],
+                )
+        fields.append(field)
+    edited = b"".join(fields) + CRLF + top.body
+    if not name.strip():
+        return edited
+    # A name left in another field (Disposition-Notification-To, an X- header); the body is the
+    # person's words to others, not an address field: it is not edited.
+    head, separator, body = edited.partition(CRLF + CRLF)
+    return head.replace(name.encode(), former(country)[0].encode()) + separator + body
