@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from listserv.admin import topic_commands
 from listserv.admin.erasure import ErasureError, Request
+from listserv.admin.erasure_member import erase_member
 from listserv.admin.provision import initialise
 from listserv.admin.status import failures, status_counts
 from listserv.archive import index
@@ -370,7 +371,7 @@ def cmd_erase(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
         if args.message:
             erased = eraser.erase_message(engine, args.message, request, args.list_name)
         else:
-            erased = eraser.erase_member(engine, args.member, request, args.with_posts)
+            erased = erase_member(eraser, engine, args.member, request, args.with_posts)
     except ErasureError as error:
         raise CommandError(str(error)) from None
     print(f"erased ({erased.summary()}); tombstone(s) {', '.join(f'#{n}' for n in erased.tombstones)}")

@@ -305,3 +305,62 @@ def test_replies_that_quote_it_are_listed_and_kept(world: World) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert reply in archived_ids(world.engine)  # the reply is not changed
+
+
+@pytest.mark.parametrize("with_posts", [False, True], ids=["posts-kept", "with-posts"])
+def test_an_erased_member_is_found_nowhere(world: World, with_posts: bool) -> None:
+    marker = "zq" + secrets.token_hex(5)
+    message_id = post_story(world, marker)
+    for needle in (POSTER, POSTER_NAME):
+        before = occurrences(world, needle)
+        for place in ("member.", "post.raw", "received.raw", "outbox.raw", "sent_digest.raw"):
+            assert any(where.startswith(place) for where in before), (needle, place, before)
+    assert POSTER_NAME in read_views(world, message_id, marker)["thread"][1]
+
+    flags = ["--with-posts"] if with_posts else []
+    result = run_cli(
+        world.config_file,
+        "erase",
+        "--member",
+        POSTER.upper(),
+        "--reason",
+        "left the forum",
+        "--requested-by",
+        POSTER,
+        *flags,
+    )
+    assert result.returncode == 0, result.stderr
+
+    for needle in (POSTER, POSTER_NAME):
+        assert occurrences(world, needle) == {}, needle
+    views = read_views(world, message_id, marker)
+    for name, (_status, body) in views.items():
+        assert POSTER not in body and POSTER_NAME not in body, name
+    if with_posts:
+        assert occurrences(world, marker) == {}
+        assert views["message"][0] == 410
+    else:
+        assert marker in views["message"][1] and "former participant (France)" in views["message"][1]
+        assert marker in views["search"][1]
+        assert "former.participant@invalid" in views["digest"][1]
+    with Session(world.engine) as session:
+        tombstones = session.scalars(select(Tombstone).order_by(Tombstone.id)).all()
+        assert [t.kind for t in tombstones] == ["message"] * with_posts + ["member"]
+        assert tombstones[-1].requested_by.startswith("erased:")  # they asked: their address is not kept
+        assert session.scalar(select(Member.id).where(Member.email_key == POSTER)) is None
+        erasures = session.scalars(select(Audit).where(Audit.action == "erase")).all()
+        assert len(erasures) == 1 + with_posts
+
+    again = run_cli(world.config_file, "erase", "--member", POSTER, "--reason", "x", "--requested-by", POSTER)
+    assert again.returncode == 1 and "already erased" in again.stderr
+    unknown = run_cli(
+        world.config_file,
+        "erase",
+        "--member",
+        "nobody@example.org",
+        "--reason",
+        "x",
+        "--requested-by",
+        POSTER,
+    )
+    assert unknown.returncode == 1 and "nobody@example.org is not a member" in unknown.stderr

@@ -82,6 +82,7 @@ class Erased:
     files: int = 0
     tombstones: list[int] = field(default_factory=list)
     raws: set[bytes] = field(default_factory=set)  # every erased byte string, to find Maildir copies
+    names: set[str] = field(default_factory=set)  # an erased person's names, to find their traces
 
     def summary(self) -> str:
         return (

@@ -109,6 +109,14 @@ def former(country: str) -> tuple[str, str]:
     return (f"{FORMER[0]} ({country})" if country else FORMER[0]), FORMER[1]
 
 
+def names_person(raw: bytes, address: str, names: set[str]) -> bool:
+    """Does this mail carry the address (any case, raw or encoded) or one of the names?"""
+    if address.lower().encode() in raw.lower():
+        return True
+    readable = readable_text(raw).lower()
+    return address.lower() in readable or any(name.lower() in readable for name in names if name.strip())
+
+
 def replace_person(raw: bytes, address: str, name: str, country: str = "") -> bytes:
     """``address`` (any case) becomes "former participant" in the message's address fields, and
     ``name`` anywhere in its header block; the other fields and the body keep their bytes."""
