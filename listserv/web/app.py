@@ -243,6 +243,8 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
+    # Privacy by default: no page of a closed forum belongs in a search engine, even if a link leaks.
+    (b"x-robots-tag", b"noindex, nofollow"),
 ]
 
 
