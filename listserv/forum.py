@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from listserv.admin.erasure import Eraser
+from listserv.admin.erasure_member import erase_on_request
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
 from listserv.intake.ingress import IngressHandler, IngressServer
@@ -23,7 +24,7 @@ from listserv.mail.templates import MailTemplates
 from listserv.membership.bounces import HARD, Bounces
 from listserv.membership.requests import Requests
 from listserv.moderation.proposals import Proposals
-from listserv.moderation.queue import ANY_KIND, Consequences, Moderation, tell_sender_rejected
+from listserv.moderation.queue import ANY_KIND, ERASURE, Consequences, Moderation, tell_sender_rejected
 from listserv.moderation.reminders import Reminders
 from listserv.moderation.replies import ModeratorMail
 from listserv.outgoing.delivery import Deliverer
@@ -72,7 +73,11 @@ def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     moderation = Moderation(settings, notifier, book, templates, secret, clock, consequences)
     proposals = Proposals(settings, notifier, book, secret, clock)
     requests = Requests(settings, moderation, notifier, book, templates, clock)
+    eraser = Eraser(settings, secret, publisher, clock)
     consequences.update(decision_consequences(publisher, proposals, requests, notifier, clock))
+    consequences.update(
+        {(action, ERASURE): then for action, then in erase_on_request(eraser, notifier).items()}
+    )
     return Parts(
         settings,
         clock,
@@ -86,7 +91,7 @@ def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         requests,
         Reminders(settings, moderation, notifier, templates, secret, clock),
         Weekly(settings, notifier, book, templates, publisher),
-        Eraser(settings, secret, publisher, clock),
+        eraser,
     )
 
 
@@ -97,7 +102,8 @@ def decision_consequences(
     notifier: Notifier,
     clock: Callable[[], datetime],
 ) -> Consequences:
-    """What a won decision leads to, by (action, kind of held item); discarding leads to nothing."""
+    """What a won decision leads to, by (action, kind of held item); discarding leads to nothing. A
+    member's erasure request (approve/erasure, reject/erasure) is added by ``build_parts``."""
 
     def publish(session: Session, held: Held, reason: str) -> None:
         publisher.publish(session, session.get(Received, held.received_id), held.list_name, clock())

@@ -364,3 +364,52 @@ def test_an_erased_member_is_found_nowhere(world: World, with_posts: bool) -> No
         POSTER,
     )
     assert unknown.returncode == 1 and "nobody@example.org is not a member" in unknown.stderr
+
+
+CHIEF = "chief@forum.example.org"
+
+
+def reply_with_code(port: int, notice: EmailMessage, sender: str, first_line: str) -> None:
+    quoted = "\n".join("> " + line for line in notice.get_body(("plain",)).get_content().splitlines())
+    send(port, sender, notice["Reply-To"], "Re: " + notice["Subject"], f"{first_line}\n\n{quoted}\n")
+
+
+def member_exists(engine: Engine, address: str) -> bool:
+    with Session(engine) as session:
+        return session.scalar(select(Member.id).where(Member.email_key == address)) is not None
+
+
+def test_erase_my_data_by_mail_is_decided_by_a_chief_and_the_member_is_told(world: World) -> None:
+    marker = "zq" + secrets.token_hex(5)
+    post_story(world, marker)
+    with RunningForum(world.settings, world.engine, world.clock) as live:
+        send(live.port, POSTER, "ta-fr-request@forum.example.org", "demande", "effacer mes données\n")
+        wait_for(lambda: delivered_to(world, CHIEF), what="the chief's notice")
+        [notice] = delivered_to(world, CHIEF)
+        assert "[#" in notice["Subject"] and POSTER in notice["Subject"]
+        assert not [m for m in delivered_to(world, MOD_FR) if POSTER in str(m["Subject"])]  # chiefs only
+        wait_for(
+            lambda: any("reçue" in str(m["Subject"]) for m in delivered_to(world, POSTER)), what="pending"
+        )
+
+        reply_with_code(live.port, notice, MOD_FR, "approuver")  # a list moderator may not decide it
+        wait_processed(world.engine)
+        assert member_exists(world.engine, POSTER)
+
+        reply_with_code(live.port, notice, CHIEF, "approve")
+        wait_processed(world.engine)
+        assert not member_exists(world.engine, POSTER)
+        wait_for(lambda: settled(world.engine), what="the last notice sent")
+    [done] = [m for m in delivered_to(world, POSTER) if "effacées" in str(m["Subject"])]
+    assert "former participant" in done.get_body(("plain",)).get_content()
+    for needle in (POSTER, POSTER_NAME):  # the notice that tells them is the one trace, in the Maildir
+        left = {where for where in occurrences(world, needle) if not where.endswith(("-wal", ".db"))}
+        assert all("/outbox/" in where for where in left), (needle, left)
+        assert len(left) <= 1
+    with Session(world.engine) as session:
+        results = [
+            (a.actor, a.result) for a in session.scalars(select(Audit).where(Audit.action == "approve"))
+        ]
+        assert (MOD_FR, "not_chief") in results and (CHIEF, "decided") in results
+        [tombstone] = session.scalars(select(Tombstone).where(Tombstone.kind == "member")).all()
+        assert tombstone.requested_by.startswith("erased:") and tombstone.executed_by == CHIEF

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, or_, select, text
+from sqlalchemy import Engine, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from digests.send import rebuild_issue
@@ -242,8 +242,7 @@ class Eraser:
         session.flush()
         for row in self._inbound_not_posts(session):
             if mentions(row.raw, print_):
-                session.delete(row)
-                erased.received += 1
+                drop_received(session, row, erased)
         for outbox in session.scalars(select(Outbox)):
             if mentions(outbox.raw, print_):
                 erased.raws.add(outbox.raw)
@@ -299,6 +298,18 @@ class Eraser:
                     if print_.is_quoted_in(words(parse_post(reply.raw).text)):
                         found.append(Quote(reply.list_name, reply.message_id, reply.sender, reply.subject))
             return found
+
+
+def drop_received(session: Session, row: Received, erased: Erased) -> None:
+    """A processed mail goes; one still being processed (the chief's reply that decides the erasure,
+    in this very transaction) or waiting its turn loses its bytes and sender, and is handled empty."""
+    erased.raws.add(row.raw)
+    erased.received += 1
+    if row.state == "new":
+        row.raw, row.mail_from = b"", ""
+        session.execute(update(Route).where(Route.received_id == row.id).values(subject="", sender=""))
+    else:
+        session.delete(row)
 
 
 def normalise_id(message_id: str) -> str:

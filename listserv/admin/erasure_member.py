@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import Engine, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digests.send import rebuild_issue
@@ -27,6 +27,7 @@ from listserv.admin.erasure import (
     Eraser,
     ErasureError,
     Request,
+    drop_received,
     remove_maildir_copies,
     secure,
     vacuum,
@@ -34,6 +35,8 @@ from listserv.admin.erasure import (
 from listserv.admin.erasure_text import former, names_person, pseudonym, replace_person
 from listserv.archive import index
 from listserv.moderation.audit import AuditEntry, record
+from listserv.moderation.queue import ERASURE, Consequence
+from listserv.outgoing.notices import Notifier
 from listserv.store.keys import key_hash
 from listserv.store.models import (
     ArchivedPost,
@@ -182,9 +185,18 @@ class Person:
         return list(found.values())
 
     def _forget_held(self) -> None:
-        """What still waits for a moderator cannot be decided for a person who is gone."""
+        """What still waits for a moderator cannot be decided for a person who is gone. Their erasure
+        request itself stays, anonymous, for the decision being made on it and its audit."""
         for held in self._held():
-            if held.state == "approved":
+            if held.kind == ERASURE:
+                received = self.session.get(Received, held.received_id) if held.received_id else None
+                held.sender, held.sender_name, held.subject = self.alias, "", ""
+                held.message_id, held.received_id, held.route_id = self.alias, None, None
+                self.session.flush()
+                if received is not None:
+                    drop_received(self.session, received, self.erased)
+                continue
+            if held.state == "approved" and held.kind in ("post", "proposal"):
                 continue
             received = self.session.get(Received, held.received_id) if held.received_id else None
             self.session.delete(held)
@@ -204,9 +216,7 @@ class Person:
         for row in inbound:
             posted = self.session.scalar(select(ArchivedPost.id).where(ArchivedPost.received_id == row.id))
             if posted is None and names_person(row.raw, self.key, names):
-                self.erased.raws.add(row.raw)
-                self.session.delete(row)
-                self.erased.received += 1
+                drop_received(self.session, row, self.erased)
         for outbox in self.session.scalars(select(Outbox)):
             mine = self.key in (r.lower() for r in [*outbox.recipients, outbox.mail_from])
             if mine or names_person(outbox.raw, self.key, names):
@@ -256,3 +266,33 @@ def remove_person_files(eraser: Eraser, address: str, names: set[str]) -> int:
             path.unlink()
             removed += 1
     return removed
+
+
+def erase_on_request(eraser: Eraser, notifier: Notifier) -> dict[str, Consequence]:
+    """What a chief's decision on an ``erase my data`` request leads to: approve erases the person in the
+    decision's transaction (their posts stay, as "former participant") and tells them; the Maildir and
+    the on-disk cleanup follow the commit. Reject tells them it was not done, and why."""
+
+    def approve(session: Session, held: Held, reason: str) -> None:
+        address, list_name = held.sender, held.list_name
+        request = Request(reason or "erase my data", address, held.decided_by or "chief", "email")
+        erased = Erased()
+        secure(session)
+        Person(eraser, session, address, erased).erase(request, with_posts=False)
+        done = {"erased": True, "reason": "", "sender": address}
+        notifier.send(session, "member_erasure_done.txt", list_name, [address], done)
+        engine = session.get_bind()
+
+        def after_commit(_: Session) -> None:
+            remove_maildir_copies(eraser.maildir(), erased.raws)
+            remove_person_files(eraser, address, erased.names)
+            if isinstance(engine, Engine):
+                vacuum(engine)
+
+        event.listen(session, "after_commit", after_commit, once=True)
+
+    def refuse(session: Session, held: Held, reason: str) -> None:
+        done = {"erased": False, "reason": reason, "sender": held.sender}
+        notifier.send(session, "member_erasure_done.txt", held.list_name, [held.sender], done)
+
+    return {"approve": approve, "reject": refuse}
