@@ -413,3 +413,34 @@ def test_erase_my_data_by_mail_is_decided_by_a_chief_and_the_member_is_told(worl
         assert (MOD_FR, "not_chief") in results and (CHIEF, "decided") in results
         [tombstone] = session.scalars(select(Tombstone).where(Tombstone.kind == "member")).all()
         assert tombstone.requested_by.startswith("erased:") and tombstone.executed_by == CHIEF
+
+
+def test_a_message_still_held_is_erased_with_its_notices(world: World) -> None:
+    marker = "zq" + secrets.token_hex(5)
+    with RunningForum(world.settings, world.engine, world.clock) as live:
+        message_id = send(
+            live.port,
+            f"{POSTER_NAME} <{POSTER}>",
+            "ta-fr@forum.example.org",
+            f"Question {marker} en attente",
+            f"Un texte assez long pour contenir le mot {marker} et quelques autres mots encore.\n",
+        )
+        wait_for(lambda: delivered_to(world, MOD_FR), what="the moderators' notice")
+        wait_for(lambda: settled(world.engine), what="the notices sent")
+    assert occurrences(world, marker)
+    result = run_cli(
+        world.config_file,
+        "erase",
+        "--message",
+        message_id,
+        "--reason",
+        "sent by mistake",
+        "--requested-by",
+        POSTER,
+    )
+    assert result.returncode == 0, result.stderr
+    assert occurrences(world, marker) == {}
+    with Session(world.engine) as session:
+        assert session.scalars(select(Held)).all() == []
+        [tombstone] = session.scalars(select(Tombstone)).all()
+        assert tombstone.list_name == "ta-fr"

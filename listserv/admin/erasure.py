@@ -36,6 +36,7 @@ from listserv.archive import index
 from listserv.config import Settings
 from listserv.mail.addresses import Kind
 from listserv.mail.message import parse_post
+from listserv.mail.subjects import subject_key
 from listserv.moderation.audit import AuditEntry, record
 from listserv.outgoing.publish import Publisher
 from listserv.store.keys import key_hash
@@ -134,7 +135,8 @@ class Eraser:
             self._refuse(session, wanted, list_name)
         received = session.scalars(select(Received).where(Received.message_id == wanted)).all()
         source = posts[0].raw if posts else received[0].raw if received else b""
-        print_ = fingerprint(source, wanted, posts[0].subject_key if posts else "")
+        subject = posts[0].subject_key if posts else subject_key(helds[0].subject, "") if helds else ""
+        print_ = fingerprint(source, wanted, subject)
         now = self.clock()
         digests = self._digests_with(session, posts, wanted)
         self._forget_posts(session, posts, erased, now)
