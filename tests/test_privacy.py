@@ -23,7 +23,8 @@ READER = "reader@example.org"
 AUTHOR = "author.private@example.org"
 RAW = (
     f"From: Alma Author <{AUTHOR}>\r\nTo: ta-en@forum.example.org\r\nSubject: Sensitive subject words\r\n"
-    "Message-ID: <p1@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0100\r\n\r\nConfidential body words.\r\n"
+    "Message-ID: <p1@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0100\r\n\r\n"
+    "Confidential body words.\r\n"
 ).encode()
 
 
@@ -79,4 +80,3 @@ def test_log_lines_name_message_ids_not_subjects_or_words(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "<p2@example.org>" in logged
     assert "Sensitive" not in logged and "Confidential" not in logged
-
