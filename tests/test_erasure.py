@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import secrets
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from digests import send_digests
-from listserv.admin.erasure_text import readable_text
+from listserv.admin.erasure_text import fingerprint, mentions, readable_text
 from listserv.admin.provision import initialise
 from listserv.config import Settings, parse_settings
 from listserv.store.db import make_engine
@@ -444,3 +445,36 @@ def test_a_message_still_held_is_erased_with_its_notices(world: World) -> None:
         assert session.scalars(select(Held)).all() == []
         [tombstone] = session.scalars(select(Tombstone)).all()
         assert tombstone.list_name == "ta-fr"
+
+
+BODY = (
+    "Dear colleagues, our ministry trained forty trainers last spring in three regions.\n"
+    "The budget covered travel and materials; evaluation showed strong results overall.\n"
+    "This message and any attachment are confidential and intended solely for the addressee.\n"
+)
+ORIGINAL = (
+    "From: a@example.org\r\nSubject: Training of trainers in regions\r\n"
+    "Message-ID: <orig@example.org>\r\n\r\n" + BODY.replace("\n", "\r\n")
+).encode()
+
+
+def mail(subject: str, body: str) -> bytes:
+    message = EmailMessage()
+    message["Subject"], message["Message-ID"] = subject, "<other@example.org>"
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def test_what_counts_as_carrying_a_message_is_strong_evidence() -> None:
+    print_ = fingerprint(
+        ORIGINAL, "<orig@example.org>", "training of trainers in regions", ("AAAAA-BBBBB-CCCCC",)
+    )
+    rewrapped = "\n".join("> " + line for line in textwrap.wrap(BODY, 50))
+    assert mentions(mail("Re: held", "approve\n\n" + rewrapped), print_)  # a moderator's quoting reply
+    assert mentions(mail("[#AAAAA-BBBBB-CCCCC] reminder", "one message waits"), print_)  # its code
+    assert mentions(mail("x", "see <orig@example.org>"), print_)  # its Message-ID
+    disclaimer = "This message and any attachment are confidential and intended solely for the addressee."
+    assert not mentions(mail("Another post", "Unrelated words.\n" + disclaimer), print_)  # shared footer
+    their_notice = mail("Your message is held", "Subject: Training of trainers in regions")
+    assert mentions(their_notice, print_, to_sender=True)
+    assert not mentions(their_notice, print_)  # the same subject to someone else: another thread's notice

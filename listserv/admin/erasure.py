@@ -38,6 +38,7 @@ from listserv.mail.addresses import Kind
 from listserv.mail.message import parse_post
 from listserv.mail.subjects import subject_key
 from listserv.moderation.audit import AuditEntry, record
+from listserv.moderation.codes import derive_code
 from listserv.outgoing.publish import Publisher
 from listserv.store.keys import key_hash
 from listserv.store.models import (
@@ -136,7 +137,9 @@ class Eraser:
         received = session.scalars(select(Received).where(Received.message_id == wanted)).all()
         source = posts[0].raw if posts else received[0].raw if received else b""
         subject = posts[0].subject_key if posts else subject_key(helds[0].subject, "") if helds else ""
-        print_ = fingerprint(source, wanted, subject)
+        codes = tuple(derive_code(self.secret, held.code_nonce) for held in helds)
+        senders = {held.sender.lower() for held in helds} | {post.sender.lower() for post in posts}
+        print_ = fingerprint(source, wanted, subject, codes)
         now = self.clock()
         digests = self._digests_with(session, posts, wanted)
         self._forget_posts(session, posts, erased, now)
@@ -144,7 +147,7 @@ class Eraser:
             session,
             received,
             helds,
-            print_,
+            (print_, senders),
             erased,
             keep_received=self._kept_elsewhere(session, wanted, lists),
         )
@@ -229,10 +232,11 @@ class Eraser:
         session: Session,
         received: Iterable[Received],
         helds: list[Held],
-        print_: Fingerprint,
+        evidence: tuple[Fingerprint, set[str]],
         erased: Erased,
         keep_received: bool,
     ) -> None:
+        print_, senders = evidence
         for held in helds:
             session.delete(held)
             erased.held += 1
@@ -246,7 +250,8 @@ class Eraser:
             if mentions(row.raw, print_):
                 drop_received(session, row, erased)
         for outbox in session.scalars(select(Outbox)):
-            if mentions(outbox.raw, print_):
+            to_sender = any(recipient.lower() in senders for recipient in outbox.recipients)
+            if mentions(outbox.raw, print_, to_sender):
                 erased.raws.add(outbox.raw)
                 session.delete(outbox)
                 erased.outbox += 1
@@ -261,7 +266,8 @@ class Eraser:
         for row in session.scalars(select(Audit).where(or_(Audit.message_id == wanted, Audit.detail != ""))):
             if row.message_id == wanted:
                 row.message_id = None
-            if row.detail and print_.found_in(words(row.detail)):
+            said = words(row.detail)
+            if said and (print_.is_quoted_in(said) or print_.subject_in(said)):
                 row.detail = ERASED_TEXT
 
     def _tombstone(

@@ -3,9 +3,9 @@
 - ``pseudonym``: what audit rows keep of an erased person (``store.keys.key_hash``, the site secret).
 - ``Fingerprint`` / ``mentions``: does a stored mail (a notice in the outbox, a moderator's reply, a
   bounce) carry the erased message? Yes when its bytes name the Message-ID (an attached original, a
-  bounce's returned headers), or its decoded text — every part, attached messages included, quote
-  markers and line wrapping ignored — holds a run of ``SHINGLE`` words of the message's text, or its
-  subject (when the subject is long enough to mean something).
+  bounce's returned headers) or a reply code of its held item, or its decoded text — every part,
+  attached messages included, quote markers and line wrapping ignored — quotes at least half of the
+  runs of ``SHINGLE`` words that begin the message; its subject counts in mail to its sender only.
 - ``replace_person``: a member's address and name out of a message's address fields, byte-edited.
 """
 
@@ -23,6 +23,7 @@ from listserv.store.keys import key_hash
 SHINGLE = 8  # words in a row that make a quotation; fewer in a message shorter than that
 MIN_SHINGLE = 3  # a message of one or two words is found by its Message-ID only
 MIN_SUBJECT = 12  # characters: "Hello" in a notice's subject says nothing about which message
+QUOTED_SHINGLES = 60  # runs of words at the start of a message: a notice shows its first 40 lines
 QUOTE_MARKS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 WORD = re.compile(r"\w+", re.UNICODE)
 ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "resent-from", "resent-sender")
@@ -56,35 +57,54 @@ def readable_text(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """What identifies a message inside other mail. Deleting a stranger's notice is worse than keeping a
+    quotation, so the evidence is strong: the Message-ID, a reply code of its held item (notices,
+    reminders and moderators' replies carry ``[#CODE]``), or a quotation of at least half of its first
+    ``QUOTED_SHINGLES`` runs of words. Its subject counts only in mail to its own sender."""
+
     message_id: bytes
+    codes: tuple[bytes, ...]
     shingles: frozenset[tuple[str, ...]]
+    first: frozenset[tuple[str, ...]]  # the shingles of its beginning, what a notice's excerpt shows
     subject: tuple[str, ...]  # its words, () when too short to count
 
+    def _size(self) -> int:
+        return len(next(iter(self.shingles))) if self.shingles else 0
+
     def is_quoted_in(self, text_words: list[str]) -> bool:
-        size = len(next(iter(self.shingles))) if self.shingles else 0
+        """Any run of its words: enough to *list* a reply as quoting it (``--quotes``)."""
+        size = self._size()
         return bool(size) and any(
             tuple(text_words[i : i + size]) in self.shingles for i in range(len(text_words))
         )
 
-    def found_in(self, text_words: list[str]) -> bool:
-        if self.is_quoted_in(text_words):
-            return True
-        if self.subject:
-            size = len(self.subject)
-            return any(tuple(text_words[i : i + size]) == self.subject for i in range(len(text_words)))
-        return False
+    def is_carried_by(self, text_words: list[str]) -> bool:
+        """At least half of its beginning's runs of words: enough to *delete* the mail holding them."""
+        size = self._size()
+        if not size:
+            return False
+        seen = {tuple(text_words[i : i + size]) for i in range(len(text_words))}
+        return len(self.first & seen) * 2 >= len(self.first)
+
+    def subject_in(self, text_words: list[str]) -> bool:
+        size = len(self.subject)
+        return bool(size) and any(
+            tuple(text_words[i : i + size]) == self.subject for i in range(len(text_words))
+        )
 
 
-def fingerprint(raw: bytes, message_id: str, subject_key: str) -> Fingerprint:
+def fingerprint(raw: bytes, message_id: str, subject_key: str, codes: tuple[str, ...] = ()) -> Fingerprint:
     body = words(_body_text(raw))
     size = min(SHINGLE, len(body))
-    shingles = (
-        frozenset(tuple(body[i : i + size]) for i in range(len(body) - size + 1))
-        if size >= MIN_SHINGLE
-        else frozenset()
-    )
+    runs = [tuple(body[i : i + size]) for i in range(len(body) - size + 1)] if size >= MIN_SHINGLE else []
     subject = tuple(words(subject_key)) if len(subject_key.strip()) >= MIN_SUBJECT else ()
-    return Fingerprint(message_id.strip().encode("utf-8", "replace"), shingles, subject)
+    return Fingerprint(
+        message_id.strip().encode("utf-8", "replace"),
+        tuple(code.encode("ascii") for code in codes),
+        frozenset(runs),
+        frozenset(runs[:QUOTED_SHINGLES]),
+        subject,
+    )
 
 
 def _body_text(raw: bytes) -> str:
@@ -98,10 +118,15 @@ def _body_text(raw: bytes) -> str:
     return "\n".join(chunks)
 
 
-def mentions(raw: bytes, print_: Fingerprint) -> bool:
+def mentions(raw: bytes, print_: Fingerprint, to_sender: bool = False) -> bool:
+    """Does this stored mail carry the message? ``to_sender``: it is addressed to the message's sender
+    (their "held" or "rejected" notice), where its subject alone identifies it."""
     if print_.message_id and print_.message_id in raw:
         return True
-    return print_.found_in(words(readable_text(raw)))
+    if any(code in raw for code in print_.codes):
+        return True
+    text_words = words(readable_text(raw))
+    return print_.is_carried_by(text_words) or (to_sender and print_.subject_in(text_words))
 
 
 def former(country: str) -> tuple[str, str]:
