@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from listserv.admin.erasure import Eraser
+from listserv.admin.erasure import Eraser, ErasureError, Request
 from listserv.admin.erasure_member import erase_on_request
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
@@ -118,6 +118,15 @@ def decision_consequences(
 
 
 def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:
+    def erase_message(message_id: str, list_name: str, reason: str, requested_by: str, actor: str) -> bool:
+        try:
+            parts.eraser.erase_message(
+                engine, message_id, Request(reason, requested_by, actor, "web"), list_name
+            )
+        except ErasureError:
+            return False
+        return True
+
     return Site(
         parts.settings,
         engine,
@@ -129,6 +138,7 @@ def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = 
         build_pages(parts.settings),
         parts.secret,
         wake_senders=wake_senders,
+        erase_message=erase_message,
     )
 
 

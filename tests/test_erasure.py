@@ -478,3 +478,30 @@ def test_what_counts_as_carrying_a_message_is_strong_evidence() -> None:
     their_notice = mail("Your message is held", "Subject: Training of trainers in regions")
     assert mentions(their_notice, print_, to_sender=True)
     assert not mentions(their_notice, print_)  # the same subject to someone else: another thread's notice
+
+
+def test_a_moderator_erases_a_message_from_its_page(world: World) -> None:
+    marker = "zq" + secrets.token_hex(5)
+    message_id = post_story(world, marker)
+    set_password(world.engine, MOD_FR)
+    page = f"/lists/ta-fr/message/{message_id.strip('<>')}"
+    member = WebClient(world.settings, world.engine, world.clock).sign_in(READER)
+    assert "Erase this message" not in member.get(page).text
+    form = {"message_id": message_id, "reason": "asked by the author", "requested_by": POSTER}
+    assert member.post("/moderation/ta-fr/erase", form).status_code == 403
+
+    moderator = WebClient(world.settings, world.engine, world.clock).sign_in(MOD_FR)
+    assert "Erase this message" in moderator.get(page).text
+    assert moderator.post("/moderation/ta-fr/erase", form | {"reason": " "}).status_code == 400
+    assert marker in moderator.get(page).text  # nothing erased without a reason
+    response = moderator.post("/moderation/ta-fr/erase", form)
+    assert response.status_code == 303 and response.headers["location"] == page
+    gone = moderator.get(page)
+    assert gone.status_code == 410 and "removed on request" in gone.text
+    assert occurrences(world, marker) == {}
+    with Session(world.engine) as session:
+        [tombstone] = session.scalars(select(Tombstone)).all()
+        assert (tombstone.requested_by, tombstone.executed_by) == (POSTER, MOD_FR)
+        [erase] = session.scalars(select(Audit).where(Audit.action == "erase")).all()
+        assert (erase.actor, erase.channel) == (MOD_FR, "web")
+    assert moderator.post("/moderation/ta-fr/erase", form).status_code == 404  # twice: nothing to erase

@@ -77,6 +77,9 @@ class Site:
     # After a form's changes are committed: mail they queued (a decision, a reset link) goes out now,
     # not at the senders' next idle check.
     wake_senders: Callable[[], None] = lambda: None
+    # ``listserv erase --message`` for the web (message id, list, reason, requested by, executed by):
+    # False when there is no such message. Built by the composition root; None: no erasure here.
+    erase_message: Callable[[str, str, str, str, str], bool] | None = None
 
 
 @dataclass
