@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from listserv.admin.erasure import Eraser, ErasureError, Request
+from listserv.admin.erasure_member import erase_member as erase_person
 from listserv.admin.erasure_member import erase_on_request
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
@@ -127,6 +128,14 @@ def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = 
             return False
         return True
 
+    def erase_member(address: str, reason: str, requested_by: str, actor: str, with_posts: bool) -> bool:
+        try:
+            request = Request(reason, requested_by, actor, "web")
+            erase_person(parts.eraser, engine, address, request, with_posts)
+        except ErasureError:
+            return False
+        return True
+
     return Site(
         parts.settings,
         engine,
@@ -139,6 +148,7 @@ def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = 
         parts.secret,
         wake_senders=wake_senders,
         erase_message=erase_message,
+        erase_member=erase_member,
     )
 
 

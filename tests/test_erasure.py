@@ -505,3 +505,26 @@ def test_a_moderator_erases_a_message_from_its_page(world: World) -> None:
         [erase] = session.scalars(select(Audit).where(Audit.action == "erase")).all()
         assert (erase.actor, erase.channel) == (MOD_FR, "web")
     assert moderator.post("/moderation/ta-fr/erase", form).status_code == 404  # twice: nothing to erase
+
+
+def test_only_a_chief_erases_a_member_on_the_web(world: World) -> None:
+    marker = "zq" + secrets.token_hex(5)
+    post_story(world, marker)
+    set_password(world.engine, MOD_FR)
+    set_password(world.engine, CHIEF)
+    form = {"email": POSTER, "reason": "left the forum", "requested_by": POSTER}
+    moderator = WebClient(world.settings, world.engine, world.clock).sign_in(MOD_FR)
+    assert "Erase a member" not in moderator.get("/moderation/").text
+    assert moderator.post("/moderation/erase-member", form).status_code == 403
+    assert member_exists(world.engine, POSTER)
+
+    chief = WebClient(world.settings, world.engine, world.clock).sign_in(CHIEF)
+    assert "Erase a member" in chief.get("/moderation/").text
+    assert chief.post("/moderation/erase-member", form | {"reason": ""}).status_code == 400
+    response = chief.post("/moderation/erase-member", form | {"with_posts": "1"})
+    assert response.status_code == 303, response.text
+    assert "has been erased" in chief.get(response.headers["location"]).text
+    assert not member_exists(world.engine, POSTER)
+    for needle in (POSTER, POSTER_NAME, marker):
+        assert occurrences(world, needle) == {}, needle
+    assert chief.post("/moderation/erase-member", form).status_code == 404  # nothing left to erase

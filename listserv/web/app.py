@@ -80,6 +80,9 @@ class Site:
     # ``listserv erase --message`` for the web (message id, list, reason, requested by, executed by):
     # False when there is no such message. Built by the composition root; None: no erasure here.
     erase_message: Callable[[str, str, str, str, str], bool] | None = None
+    # ``listserv erase --member`` (address, reason, requested by, executed by, with posts): False when
+    # the address left nothing to erase.
+    erase_member: Callable[[str, str, str, str, bool], bool] | None = None
 
 
 @dataclass

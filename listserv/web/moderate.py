@@ -86,7 +86,9 @@ def overview(ctx: Ctx) -> Response:
         WaitingList(name, ctx.site.settings.lists[name].title, counts[name], oldest.get(name))
         for name in names
     ]
-    return ctx.render("moderation.html", lists=waiting, kinds=KINDS, now=ctx.site.clock())
+    return ctx.render(
+        "moderation.html", lists=waiting, kinds=KINDS, now=ctx.site.clock(), erased=ctx.query("erased") == "1"
+    )
 
 
 def queue(ctx: Ctx) -> Response:
