@@ -528,3 +528,24 @@ def test_only_a_chief_erases_a_member_on_the_web(world: World) -> None:
     for needle in (POSTER, POSTER_NAME, marker):
         assert occurrences(world, needle) == {}, needle
     assert chief.post("/moderation/erase-member", form).status_code == 404  # nothing left to erase
+
+
+def test_a_member_asks_from_their_account_page_and_a_chief_confirms_by_mail(world: World) -> None:
+    set_password(world.engine, POSTER)
+    member = WebClient(world.settings, world.engine, world.clock).sign_in(POSTER)
+    assert "Ask for my data to be erased" in member.get("/account").text
+    response = member.post("/account/erase")
+    assert response.status_code == 303
+    assert "sent to the chief moderators" in member.get("/account").text
+    with RunningForum(world.settings, world.engine, world.clock) as live:
+        live.forum.outbox.background.wake()
+        wait_for(lambda: delivered_to(world, CHIEF), what="the chief's notice")
+        [notice] = delivered_to(world, CHIEF)
+        assert POSTER in notice["Subject"]
+        reply_with_code(live.port, notice, CHIEF, "approve")
+        wait_processed(world.engine)
+        assert not member_exists(world.engine, POSTER)
+        wait_for(lambda: settled(world.engine), what="the last notice sent")
+    assert [m for m in delivered_to(world, POSTER) if "effacées" in str(m["Subject"])]
+    database = {where for where in occurrences(world, POSTER) if not where.startswith("/")}
+    assert database == set()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
-from listserv.mail.message import Post
+from listserv.mail.message import Post, parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.moderation import vocabulary
 from listserv.moderation.audit import AuditEntry, record
@@ -135,6 +135,32 @@ class Moderation:
         )
         return minted.code
 
+    def hold_erasure_request(self, session: Session, list_name: str, address: str, name: str) -> Held:
+        """A member's request, from their account page, to erase their data: held like ``erase my data``
+        by mail, with no mail behind it (no received row, no original to attach)."""
+        mailing_list = self.settings.lists[list_name]
+        now = self.clock()
+        minted = mint_code(self.secret)
+        held = Held(
+            list_name=list_name,
+            kind=ERASURE,
+            message_id=f"<erasure.{minted.nonce}@{self.book.domain}>",
+            sender=address,
+            sender_name=name,
+            subject="",
+            reasons=[],
+            code_hash=minted.code_hash,
+            code_nonce=minted.nonce,
+            held_at=now,
+            expires_at=now + timedelta(days=mailing_list.moderation.code_ttl_days),
+        )
+        session.add(held)
+        session.flush()
+        chiefs = list(self.settings.chief_moderators)
+        self.notify_moderators(session, held, b"", parse_post(b""), "chief_erasure_request.txt", chiefs)
+        log.info("held %s on %s as #%d (erasure, from the web)", held.message_id, list_name, held.id)
+        return held
+
     def notify_moderators(
         self,
         session: Session,
@@ -154,7 +180,7 @@ class Moderation:
             recipients or self.settings.moderators_of(held.list_name),
             context,
             reply_to=self.book.address_of(held.list_name, Kind.MODERATE, code),
-            attach=raw,
+            attach=raw or None,
         )
 
     def _notice_context(
