@@ -549,3 +549,20 @@ def test_a_member_asks_from_their_account_page_and_a_chief_confirms_by_mail(worl
     assert [m for m in delivered_to(world, POSTER) if "effacées" in str(m["Subject"])]
     database = {where for where in occurrences(world, POSTER) if not where.startswith("/")}
     assert database == set()
+
+
+def test_a_moderator_erases_a_held_message_from_the_queue(world: World) -> None:
+    marker = "zq" + secrets.token_hex(5)
+    with RunningForum(world.settings, world.engine, world.clock) as live:
+        message_id = send(live.port, POSTER, "ta-fr@forum.example.org", f"Held {marker}", f"Body {marker}.\n")
+        wait_for(lambda: delivered_to(world, MOD_FR), what="the moderators' notice")
+        wait_for(lambda: settled(world.engine), what="the notices sent")
+    set_password(world.engine, MOD_FR)
+    moderator = WebClient(world.settings, world.engine, world.clock).sign_in(MOD_FR)
+    queue = moderator.get("/moderation/ta-fr/").text
+    assert 'action="/moderation/ta-fr/erase"' in queue and marker in queue
+    form = {"message_id": message_id, "reason": "spam", "requested_by": MOD_FR, "back": "queue"}
+    response = moderator.post("/moderation/ta-fr/erase", form)
+    assert response.status_code == 303 and response.headers["location"] == "/moderation/ta-fr/"
+    assert marker not in moderator.get("/moderation/ta-fr/").text
+    assert occurrences(world, marker) == {}

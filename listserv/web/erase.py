@@ -34,6 +34,8 @@ def erase_message(ctx: Ctx) -> Response:
     ctx.db.rollback()
     if not erase(message_id, list_name, reason, requested_by, viewer.email):
         raise Problem(404, "no_message")
+    if ctx.field("back") == "queue":  # erased from the moderation queue, before any decision
+        return RedirectResponse(f"/moderation/{list_name}/", status_code=303)
     return RedirectResponse(f"/lists/{list_name}/message/{id_path(message_id)}", status_code=303)
 
 
