@@ -160,7 +160,7 @@ class Eraser:
             erased.tombstones.append(self._tombstone(session, "message", wanted, name, request, now))
             entry = AuditEntry("erase", "erased", name, request.executed_by, request.channel)
             record(session, _with_detail(entry, f"tombstone #{erased.tombstones[-1]}: {request.reason}"), now)
-        log.info(
+        log.info(  # no Message-ID here: the tombstone keeps only its hash, the log must not keep more
             "erased a message on %s (tombstones %s): %s",
             ", ".join(lists),
             erased.tombstones,
