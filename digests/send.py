@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select
@@ -114,6 +114,26 @@ def send_issue(
     return 1
 
 
+def rebuild_issue(session: Session, settings: Settings, publisher: Publisher, row: SentDigest) -> None:
+    """After an erasure: the stored issue built again from the posts its window still holds, with the
+    same volume, number and date (it was built at ``covered_until``). Deliveries not yet sent carry the
+    new bytes; with no post left, the record stays without bytes."""
+    mailing_list = settings.lists.get(row.list_name)
+    if mailing_list is None or row.raw is None:
+        return
+    posts = load_posts(session, settings, row.list_name, row.covered_from, row.covered_until)
+    if not posts:
+        row.raw, row.post_count = None, 0
+        return
+    period, fmt = cast(Period, row.period), cast(Format, row.format)
+    issue_key = (period, fmt, row.key)
+    issue = make_issue(session, settings, publisher, mailing_list, issue_key, row.covered_until, posts)
+    url = digest_url(settings.site.base_url, row.list_name, period, row.key)
+    built = BUILDERS[fmt](issue, publisher.templates)
+    row.raw = decorate(built, publisher.digest_decoration(mailing_list, url))
+    row.post_count = len(posts)
+
+
 def is_sent(session: Session, list_name: str, period: str, fmt: str, key: str) -> bool:
     return (
         session.scalar(
@@ -195,6 +215,7 @@ def load_posts(
             ArchivedPost.list_name == list_name,
             ArchivedPost.archived_at >= covered_from,
             ArchivedPost.archived_at < covered_until,
+            ArchivedPost.erased_at.is_(None),
         )
         .order_by(ArchivedPost.archived_at, ArchivedPost.id)
         .execution_options(yield_per=READ_BATCH)

@@ -12,6 +12,9 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from listserv.admin.erasure import Eraser, ErasureError, Request
+from listserv.admin.erasure_member import erase_member as erase_person
+from listserv.admin.erasure_member import erase_on_request
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
 from listserv.intake.ingress import IngressHandler, IngressServer, ssl_context
@@ -22,7 +25,7 @@ from listserv.mail.templates import MailTemplates
 from listserv.membership.bounces import HARD, Bounces
 from listserv.membership.requests import Requests
 from listserv.moderation.proposals import Proposals
-from listserv.moderation.queue import ANY_KIND, Consequences, Moderation, tell_sender_rejected
+from listserv.moderation.queue import ANY_KIND, ERASURE, Consequences, Moderation, tell_sender_rejected
 from listserv.moderation.reminders import Reminders
 from listserv.moderation.replies import ModeratorMail
 from listserv.outgoing.delivery import Deliverer
@@ -59,6 +62,7 @@ class Parts:
     requests: Requests
     reminders: Reminders
     weekly: Weekly
+    eraser: Eraser
 
 
 def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Parts:
@@ -71,7 +75,11 @@ def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     moderation = Moderation(settings, notifier, book, templates, secret, clock, consequences)
     proposals = Proposals(settings, notifier, book, secret, clock)
     requests = Requests(settings, moderation, notifier, book, templates, clock)
+    eraser = Eraser(settings, secret, publisher, clock)
     consequences.update(decision_consequences(publisher, proposals, requests, notifier, clock))
+    consequences.update(
+        {(action, ERASURE): then for action, then in erase_on_request(eraser, notifier).items()}
+    )
     return Parts(
         settings,
         clock,
@@ -85,6 +93,7 @@ def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         requests,
         Reminders(settings, moderation, notifier, templates, secret, clock),
         Weekly(settings, notifier, book, templates, publisher),
+        eraser,
     )
 
 
@@ -95,7 +104,8 @@ def decision_consequences(
     notifier: Notifier,
     clock: Callable[[], datetime],
 ) -> Consequences:
-    """What a won decision leads to, by (action, kind of held item); discarding leads to nothing."""
+    """What a won decision leads to, by (action, kind of held item); discarding leads to nothing. A
+    member's erasure request (approve/erasure, reject/erasure) is added by ``build_parts``."""
 
     def publish(session: Session, held: Held, reason: str) -> None:
         publisher.publish(session, session.get(Received, held.received_id), held.list_name, clock())
@@ -120,6 +130,23 @@ def build_signer(settings: Settings) -> Signer | None:
 
 
 def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:
+    def erase_message(message_id: str, list_name: str, reason: str, requested_by: str, actor: str) -> bool:
+        try:
+            parts.eraser.erase_message(
+                engine, message_id, Request(reason, requested_by, actor, "web"), list_name
+            )
+        except ErasureError:
+            return False
+        return True
+
+    def erase_member(address: str, reason: str, requested_by: str, actor: str, with_posts: bool) -> bool:
+        try:
+            request = Request(reason, requested_by, actor, "web")
+            erase_person(parts.eraser, engine, address, request, with_posts)
+        except ErasureError:
+            return False
+        return True
+
     return Site(
         parts.settings,
         engine,
@@ -131,6 +158,8 @@ def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = 
         build_pages(parts.settings),
         parts.secret,
         wake_senders=wake_senders,
+        erase_message=erase_message,
+        erase_member=erase_member,
     )
 
 

@@ -197,7 +197,8 @@ def reindex(engine: Engine, settings: Settings) -> int:
         with Session(engine) as session, session.begin():
             batch = select(models.ArchivedPost).where(
                 models.ArchivedPost.id > after, models.ArchivedPost.id <= last_id
-            )
+            )  # an erased post's stand-in has no bytes to index
+            batch = batch.where(models.ArchivedPost.erased_at.is_(None))
             posts = session.scalars(batch.order_by(models.ArchivedPost.id).limit(BATCH)).all()
             for post in posts:
                 index_post(session, post, languages.get(post.list_name, ""))

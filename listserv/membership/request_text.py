@@ -27,7 +27,7 @@ from listserv.mail.own_text import own_lines
 from listserv.mail.text import fold
 
 Verb = Literal[
-    "help", "subscribe", "unsubscribe", "digest", "nomail", "mail", "language", "whoami", "confirm"
+    "help", "subscribe", "unsubscribe", "digest", "nomail", "mail", "language", "whoami", "confirm", "erase"
 ]
 
 VERBS: tuple[Verb, ...] = get_args(Verb)

@@ -33,7 +33,7 @@ from listserv.weekly.topics import language_name
 
 log = logging.getLogger(__name__)
 CONFIRM_DAYS = 7
-MEMBERS_ONLY = {"unsubscribe", "digest", "nomail", "mail", "language", "whoami"}
+MEMBERS_ONLY = {"unsubscribe", "digest", "nomail", "mail", "language", "whoami", "erase"}
 
 
 def token_hash(token: str) -> str:
@@ -98,6 +98,8 @@ class Requests:
             self._ask_confirmation(session, list_name, post.sender)
         elif request.verb == "confirm":
             self._confirm(session, list_name, post.sender, request.argument)
+        elif request.verb == "erase":
+            self._erase(session, received, post, route)
         elif request.verb == "whoami":
             self._whoami(session, list_name, member)
         else:
@@ -117,6 +119,13 @@ class Requests:
             return
         self.moderation.hold(session, received, post, route, [])
         self._send(session, "member_subscribe_pending.txt", list_name, post.sender, sender=post.sender)
+
+    def _erase(self, session: Session, received: Received, post: Post, route: Route) -> None:
+        """Erasure cannot be undone: held for the chief moderators, who confirm by reply code."""
+        self.moderation.hold(session, received, post, route, [], kind="erasure")
+        self._send(
+            session, "member_erasure_pending.txt", route.list_name or "", post.sender, sender=post.sender
+        )
 
     def _ask_confirmation(self, session: Session, list_name: str, address: str) -> None:
         token = secrets.token_urlsafe(18)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
-from listserv.mail.message import Post
+from listserv.mail.message import Post, parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.moderation import vocabulary
 from listserv.moderation.audit import AuditEntry, record
@@ -37,6 +37,7 @@ HELD_KIND = {Kind.PROPOSE: "proposal", Kind.REQUEST: "subscription"}
 STATE_OF = {"approve": "approved", "reject": "rejected", "discard": "discarded"}
 ACTION_OF = {state: action for action, state in STATE_OF.items()}
 ANY_KIND = "*"  # a consequence for every kind of held item without one of its own
+ERASURE = "erasure"  # a member's request to be erased: only a chief moderator decides it
 
 # What a won decision does: (session, held item, the decision's reason or week).
 Consequence = Callable[[Session, Held, str], None]
@@ -80,9 +81,16 @@ class Moderation:
     # -- holding ---------------------------------------------------------------------------------
 
     def hold(
-        self, session: Session, received: Received, post: Post, route: Route, reasons: list[Reason]
+        self,
+        session: Session,
+        received: Received,
+        post: Post,
+        route: Route,
+        reasons: list[Reason],
+        kind: str | None = None,
     ) -> str:
-        """Record the hold, tell the list's moderators (and the sender); return the reply code."""
+        """Record the hold, tell the list's moderators (and the sender); return the reply code. A
+        request to erase a member (``kind`` erasure) goes to the chief moderators alone."""
         mailing_list = self.settings.lists[route.list_name or ""]
         now = self.clock()
         minted = mint_code(self.secret)
@@ -90,7 +98,7 @@ class Moderation:
             route_id=route.id,
             received_id=received.id,
             list_name=mailing_list.name,
-            kind=HELD_KIND.get(route.kind, "post"),
+            kind=kind or HELD_KIND.get(route.kind, "post"),
             message_id=received.message_id,
             sender=post.sender,
             sender_name=post.sender_name,
@@ -103,10 +111,14 @@ class Moderation:
         )
         session.add(held)
         session.flush()
-        self._notify_held(session, held, received.raw, post)
+        if held.kind == ERASURE:
+            chiefs = list(self.settings.chief_moderators)
+            self.notify_moderators(session, held, received.raw, post, "chief_erasure_request.txt", chiefs)
+        else:
+            self._notify_held(session, held, received.raw, post)
         moderators = {address.lower() for address in self.settings.moderators_of(held.list_name)}
         if (
-            held.kind != "subscription"  # the requester gets their own "pending" answer
+            held.kind not in ("subscription", ERASURE)  # the requester gets their own "pending" answer
             and mailing_list.moderation.notify_sender_held
             and post.sender
             and post.sender.lower() not in moderators
@@ -140,6 +152,32 @@ class Moderation:
             bare = replace(post, text="", attachments=())
             self.notify_moderators(session, held, raw, bare, "moderator_held.txt", attach_original=False)
 
+    def hold_erasure_request(self, session: Session, list_name: str, address: str, name: str) -> Held:
+        """A member's request, from their account page, to erase their data: held like ``erase my data``
+        by mail, with no mail behind it (no received row, no original to attach)."""
+        mailing_list = self.settings.lists[list_name]
+        now = self.clock()
+        minted = mint_code(self.secret)
+        held = Held(
+            list_name=list_name,
+            kind=ERASURE,
+            message_id=f"<erasure.{minted.nonce}@{self.book.domain}>",
+            sender=address,
+            sender_name=name,
+            subject="",
+            reasons=[],
+            code_hash=minted.code_hash,
+            code_nonce=minted.nonce,
+            held_at=now,
+            expires_at=now + timedelta(days=mailing_list.moderation.code_ttl_days),
+        )
+        session.add(held)
+        session.flush()
+        chiefs = list(self.settings.chief_moderators)
+        self.notify_moderators(session, held, b"", parse_post(b""), "chief_erasure_request.txt", chiefs)
+        log.info("held %s on %s as #%d (erasure, from the web)", held.message_id, list_name, held.id)
+        return held
+
     def notify_moderators(
         self,
         session: Session,
@@ -160,7 +198,7 @@ class Moderation:
             recipients or self.settings.moderators_of(held.list_name),
             context,
             reply_to=self.book.address_of(held.list_name, Kind.MODERATE, code),
-            attach=raw if attach_original else None,
+            attach=(raw or None) if attach_original else None,  # a request from the web has no original
         )
 
     def _notice_context(
@@ -206,6 +244,9 @@ class Moderation:
         if held.state == "held" and now > held.expires_at:
             self.audit(session, replace(attempt, result="expired", detail=""))
             return Decision("expired", held)
+        if held.kind == ERASURE and channel != "cli" and not self.is_chief(actor):
+            self.audit(session, replace(attempt, result="not_chief"))
+            return Decision("not_chief", held)
         won = (
             session.execute(
                 update(Held)
@@ -230,6 +271,9 @@ class Moderation:
                 "%s %s on %s by %s via %s", STATE_OF[action], held.message_id, held.list_name, actor, channel
             )
         return Decision(result, held)
+
+    def is_chief(self, address: str) -> bool:
+        return address.strip().lower() in {chief.lower() for chief in self.settings.chief_moderators}
 
     def audit(self, session: Session, entry: AuditEntry) -> None:
         record(session, entry, self.clock())

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from listserv.background import Background
@@ -24,6 +24,8 @@ from listserv.store.models import Outbox
 log = logging.getLogger(__name__)
 BATCH = 50
 IDLE_SWEEP_SECONDS = 30.0
+# Rows deleted once sent: the notice telling an erased person it is done is the last trace of them.
+FORGET_WHEN_SENT = frozenset({"member_erasure_done"})
 
 
 def enqueue(
@@ -100,6 +102,9 @@ class OutboxSender:
 
     def _finish(self, row: Outbox, state: str, error: str | None) -> None:
         with Session(self._engine) as session, session.begin():
+            if state == "sent" and row.purpose in FORGET_WHEN_SENT:
+                session.execute(delete(Outbox).where(Outbox.id == row.id))
+                return
             session.execute(
                 update(Outbox)
                 .where(Outbox.id == row.id)

@@ -7,6 +7,8 @@ must share the same file.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -28,3 +30,11 @@ def load_or_create_secret(path: Path) -> bytes:
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write(secret.hex())
     return secret
+
+
+def key_hash(secret: bytes, kind: str, value: str) -> str:
+    """An erasure tombstone's key: HMAC-SHA256 of a Message-ID (``kind`` message, without its angle
+    brackets, case kept) or an address (``kind`` member, lowercased). It proves that *this* id was
+    erased to whoever holds the id, and tells nothing to whoever holds only the database."""
+    wanted = value.strip().strip("<>") if kind == "message" else value.strip().lower()
+    return hmac.new(secret, f"{kind}:{wanted}".encode(), hashlib.sha256).hexdigest()

@@ -229,6 +229,26 @@ class ArchivedPost(Base):
     subject_key: Mapped[str] = mapped_column(String(300), default="", index=True)  # threading fallback
     # The copy members receive (decorated), composed once per post; deliveries reference it.
     delivered_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Set by ``listserv erase``: the row stays in its thread with no bytes, sender or subject, and the
+    # thread shows "message removed on request" in its place (migration 0009).
+    erased_at: Mapped[datetime | None]
+
+
+class Tombstone(Base):
+    """Proof of an erasure that keeps nothing erased: a keyed hash (HMAC, site secret) of the Message-ID
+    (``kind`` message) or address (``kind`` member), the list, when, who asked, who did it, why."""
+
+    __tablename__ = "tombstone"
+    __table_args__ = (UniqueConstraint("kind", "key_hash", "list_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # message | member
+    key_hash: Mapped[str] = mapped_column(String(64))
+    list_name: Mapped[str] = mapped_column(String(100))  # "" for a member: they are erased everywhere
+    erased_at: Mapped[datetime]
+    requested_by: Mapped[str] = mapped_column(String(320))
+    executed_by: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class Delivery(Base):

@@ -60,7 +60,8 @@ def account(ctx: Ctx) -> Response:
         modes=list(MODES),
         feeds=feeds,
         moderates=sorted(viewer.moderates),
-        saved=saved if isinstance(saved, str) else None,
+        saved=saved if isinstance(saved, str) and saved != "erasure" else None,
+        erasure_requested=saved == "erasure",
     )
 
 
@@ -86,7 +87,23 @@ def change_delivery(ctx: Ctx) -> Response:
     return RedirectResponse("/account", 303)
 
 
+def request_erasure(ctx: Ctx) -> Response:
+    """Held for the chief moderators, who confirm it by reply code: erasure cannot be undone."""
+    viewer = ctx.member()
+    member = ctx.db.get(Member, viewer.member_id)
+    lists = sorted(name for name in viewer.reads if name in ctx.site.settings.lists)
+    if member is None or not lists:
+        raise Problem(403, "not_subscribed", list="")
+    ctx.site.moderation.hold_erasure_request(ctx.db, lists[0], member.email, member.name)
+    ctx.site.notifier.send(
+        ctx.db, "member_erasure_pending.txt", lists[0], [member.email], {"sender": member.email}
+    )
+    ctx.session["flash_account"] = "erasure"
+    return RedirectResponse("/account", 303)
+
+
 PAGES = [
     Page("/account", account, name="account"),
+    Page("/account/erase", request_erasure, methods=("POST",), name="account_erase"),
     Page("/account/delivery", change_delivery, methods=("POST",), name="account_delivery"),
 ]

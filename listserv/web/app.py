@@ -79,6 +79,13 @@ class Site:
     # After a form's changes are committed: mail they queued (a decision, a reset link) goes out now,
     # not at the senders' next idle check.
     wake_senders: Callable[[], None] = lambda: None
+    # ``listserv erase --message`` for the web (message id, list, reason, requested by, executed by):
+    # False when there is no such message. Built by the composition root; None: no erasure here.
+    erase_message: Callable[[str, str, str, str, str], bool] | None = None
+    # ``listserv erase --member`` (address, reason, requested by, executed by, with posts): False when
+    # the address left nothing to erase.
+    erase_member: Callable[[str, str, str, str, bool], bool] | None = None
+
     proxies: tuple[Network, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -274,6 +281,8 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
+    # Privacy by default: no page of a closed forum belongs in a search engine, even if a link leaks.
+    (b"x-robots-tag", b"noindex, nofollow"),
 ]
 
 

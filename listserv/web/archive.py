@@ -59,6 +59,9 @@ def readable_list(ctx: Ctx) -> MailingList:
 def archived_post(ctx: Ctx, mailing_list: MailingList) -> ArchivedPost:
     post = threads.find_post(ctx.db, mailing_list.name, ctx.param("message_id"))
     if post is None:
+        erased_at = threads.erased_at(ctx.db, ctx.site.secret, mailing_list.name, ctx.param("message_id"))
+        if erased_at is not None:
+            raise Problem(410, "erased", erased_at=erased_at)
         raise Problem(404, "no_message")
     return post
 
@@ -238,6 +241,8 @@ def thread_page(ctx: Ctx) -> Response:
 def message_page(ctx: Ctx) -> Response:
     mailing_list = readable_list(ctx)
     post = archived_post(ctx, mailing_list)
+    if post.erased_at is not None:  # its stand-in, reached by the hashed id a thread links to
+        raise Problem(410, "erased", erased_at=post.erased_at)
     shown = show(post, mailing_list.name, show_html=ctx.query("html") == "1")
     return ctx.render(
         "message.html",

@@ -66,7 +66,7 @@ def _stream(engine: Engine, query: Select[tuple[str, datetime | None, bytes]]) -
 
 def _posts(list_name: str) -> Select[tuple[str, datetime | None, bytes]]:
     return select(ArchivedPost.sender, ArchivedPost.date, ArchivedPost.raw).where(
-        ArchivedPost.list_name == list_name
+        ArchivedPost.list_name == list_name, ArchivedPost.erased_at.is_(None)
     )
 
 
@@ -114,7 +114,7 @@ def feed(ctx: Ctx) -> Response:
     base = ctx.site.settings.site.base_url
     posts = ctx.db.scalars(
         select(ArchivedPost)
-        .where(ArchivedPost.list_name == mailing_list.name)
+        .where(ArchivedPost.list_name == mailing_list.name, ArchivedPost.erased_at.is_(None))
         .order_by(ArchivedPost.archived_at.desc(), ArchivedPost.id.desc())
         .limit(FEED_ENTRIES)
     ).all()

@@ -87,7 +87,9 @@ def overview(ctx: Ctx) -> Response:
         WaitingList(name, ctx.site.settings.lists[name].title, counts[name], oldest.get(name))
         for name in names
     ]
-    return ctx.render("moderation.html", lists=waiting, kinds=KINDS, now=ctx.site.clock())
+    return ctx.render(
+        "moderation.html", lists=waiting, kinds=KINDS, now=ctx.site.clock(), erased=ctx.query("erased") == "1"
+    )
 
 
 def queue(ctx: Ctx) -> Response:
@@ -159,7 +161,7 @@ def decide(ctx: Ctx) -> Response:
     list_name = _list_name(ctx)
     viewer = _moderator_of(ctx, list_name)
     held = ctx.db.get(Held, int(ctx.param("held_id")))
-    if held is None:
+    if held is None or held.kind not in KINDS:  # an erasure request is decided by reply code, by a chief
         raise Problem(404, "no_held")
     if not viewer.can_moderate(held.list_name):  # the form's list is checked above, the item's here
         raise Problem(403, "not_moderator", list=held.list_name)

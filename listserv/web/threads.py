@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
-from listserv.store.models import ArchivedPost, Member
+from listserv.store.keys import key_hash
+from listserv.store.models import ArchivedPost, Member, Tombstone
 
 PAGE_SIZE = 25
 THREAD_PAGE_SIZE = 20  # messages shown in full: ~1-2 ms each to read and render (4-5 KB of text)
@@ -76,6 +77,16 @@ def find_post(db: Session, list_name: str, message_id: str) -> ArchivedPost | No
             ArchivedPost.list_name == list_name, ArchivedPost.message_id.in_([f"<{wanted}>", wanted])
         )
     ).first()
+
+
+def erased_at(db: Session, secret: bytes, list_name: str, message_id: str) -> datetime | None:
+    """When the message with this id (as in a URL) was erased from the list, if it was."""
+    hashed = key_hash(secret, "message", message_id)
+    return db.scalar(
+        select(Tombstone.erased_at).where(
+            Tombstone.kind == "message", Tombstone.key_hash == hashed, Tombstone.list_name == list_name
+        )
+    )
 
 
 def recent_threads(

@@ -5,8 +5,8 @@ after "sign out" until it expired. Now it holds a random token whose SHA-256 is 
 signing out sets ``ended_at``. Existing cookies carry no token: everyone signs in once more after the
 upgrade.
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 11:00:00.000000
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import listserv.store.db
 
-revision = "0011"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
