@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mailbox
 import os
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -39,7 +40,15 @@ def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> s
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The venv's bin/ with listserv installed from a wheel built from this checkout."""
     build = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", build, ROOT, cwd=build)
+    # From a copy of the tracked files: setuptools reuses the checkout's build/ folder, and a file
+    # renamed since the last build (a migration, say) would ship twice.
+    source = tmp_path_factory.mktemp("source")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", build, source, cwd=build)
     [wheel] = build.glob("listserv-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for expected in (
