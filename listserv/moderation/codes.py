@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +44,16 @@ def mint_code(secret: bytes) -> MintedCode:
     nonce = secrets.token_hex(16)
     code = derive_code(secret, nonce)
     return MintedCode(code, nonce, hash_code(code))
+
+
+def held_code(minted: MintedCode, now: datetime, ttl_days: int) -> dict[str, object]:
+    """The columns every held item stores about its code: hash, nonce, when it was held and expires."""
+    return {
+        "code_hash": minted.code_hash,
+        "code_nonce": minted.nonce,
+        "held_at": now,
+        "expires_at": now + timedelta(days=ttl_days),
+    }
 
 
 def find_held(session: Session, code_or_id: str) -> Held | None:

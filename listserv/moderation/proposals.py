@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import parse_post
-from listserv.moderation.codes import mint_code
+from listserv.moderation.codes import held_code, mint_code
 from listserv.outgoing.notices import Notifier
 from listserv.store.models import Held, Received, Topic
 from listserv.weekly.calendar import iso_week
@@ -91,10 +91,7 @@ class Proposals:
             topic_id=topic.id,
             message_id="",
             subject=title,
-            code_hash=minted.code_hash,
-            code_nonce=minted.nonce,
-            held_at=now,
-            expires_at=now + timedelta(days=mailing_list.moderation.code_ttl_days),
+            **held_code(minted, now, mailing_list.moderation.code_ttl_days),
         )
         session.add(held)
         session.flush()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -24,7 +24,7 @@ from listserv.mail.message import Post, parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.moderation import vocabulary
 from listserv.moderation.audit import AuditEntry, record
-from listserv.moderation.codes import derive_code, mint_code
+from listserv.moderation.codes import derive_code, held_code, mint_code
 from listserv.moderation.reply_text import Action
 from listserv.moderation.rules import Reason
 from listserv.outgoing.notices import Notifier
@@ -104,10 +104,7 @@ class Moderation:
             sender_name=post.sender_name,
             subject=post.subject[:2000],
             reasons=[{"key": r.key, "params": r.params} for r in reasons],
-            code_hash=minted.code_hash,
-            code_nonce=minted.nonce,
-            held_at=now,
-            expires_at=now + timedelta(days=mailing_list.moderation.code_ttl_days),
+            **held_code(minted, now, mailing_list.moderation.code_ttl_days),
         )
         session.add(held)
         session.flush()
@@ -166,10 +163,7 @@ class Moderation:
             sender_name=name,
             subject="",
             reasons=[],
-            code_hash=minted.code_hash,
-            code_nonce=minted.nonce,
-            held_at=now,
-            expires_at=now + timedelta(days=mailing_list.moderation.code_ttl_days),
+            **held_code(minted, now, mailing_list.moderation.code_ttl_days),
         )
         session.add(held)
         session.flush()
