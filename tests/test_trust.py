@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.store.models import Audit, Held, Outbox
-from tests.conftest import RunningForum, Sink, SteppableClock, run_cli, wait_for, wait_processed
+from tests.conftest import (
+    RunningForum,
+    Sink,
+    SteppableClock,
+    add_members,
+    run_cli,
+    wait_for,
+    wait_processed,
+)
 from tests.test_moderation import (
     CHIEF,
     DELEGATE,
@@ -58,14 +66,17 @@ def test_a_members_post_that_sounds_automatic_is_held_not_discarded(
 
 
 def test_noreply_and_the_null_sender_are_held_with_a_reason(
-    live: RunningForum, sink: Sink, relayed_engine: Engine
+    live: RunningForum, sink: Sink, relayed_engine: Engine, relayed_settings: Settings
 ) -> None:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = DELEGATE, LIST, "Sent through a form"
     message.set_content("The envelope sender is empty, the author is a member.")
     send_raw(live.port, "", message.as_bytes())
     wait_for(lambda: len(held_rows(relayed_engine)) == 1, what="the post held")
-    assert "looks_automatic" in reasons(relayed_engine)[0]
+    add_members(relayed_engine, relayed_settings, {"email": "noreply@example.org", "lists": "ta-fr"})
+    send(live.port, "noreply@example.org", LIST, "Newsletter of the ministry", "Sent from a shared box.")
+    wait_for(lambda: len(held_rows(relayed_engine)) == 2, what="the noreply post held")
+    assert all("looks_automatic" in keys for keys in reasons(relayed_engine))
 
 
 def test_only_headers_discard_and_every_discard_is_counted(
