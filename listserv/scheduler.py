@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -56,25 +57,16 @@ def acquire_lease(session: Session, holder: str, now: datetime, name: str = "sch
     return True
 
 
+@dataclass(eq=False)
 class Jobs:
-    def __init__(
-        self,
-        engine: Engine,
-        settings: Settings,
-        weekly: Weekly,
-        reminders: Reminders,
-        publisher: Publisher,
-        clock: Callable[[], datetime],
-        after: Callable[[], None],
-    ) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.weekly = weekly
-        self.reminders = reminders
-        self.publisher = publisher
-        self.clock = clock
-        self.after = after  # wake the senders: a task may have queued mail
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+    engine: Engine
+    settings: Settings
+    weekly: Weekly
+    reminders: Reminders
+    publisher: Publisher
+    clock: Callable[[], datetime]
+    after: Callable[[], None]  # wake the senders: a task may have queued mail
+    holder: str = field(init=False, default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def tick(self) -> None:
         """Every minute, under the lease: run what is due."""

@@ -8,6 +8,7 @@ import re
 import smtplib
 import subprocess
 import threading
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -445,15 +446,7 @@ def test_local_dkim_verification_holds_a_broken_signature(
 ) -> None:
     """moderation.verify_dkim: a moderator's signed post goes straight through; the same post altered
     after signing is held with the reason. DNS is a stub serving the test key."""
-    key = tmp_path / "key.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-    def dns(name: bytes, timeout: float = 5) -> bytes | None:
-        return record if name == b"test._domainkey.forum.example.org." else None
+    private, dns = dkim_key(tmp_path, b"test._domainkey.forum.example.org.")
 
     raw = settings_with(relayed_settings, moderation={"verify_dkim": True})
     message = (
@@ -461,7 +454,7 @@ def test_local_dkim_verification_holds_a_broken_signature(
         "Message-ID: <signed@forum.example.org>\r\n\r\nBonjour.\r\n"
     ).encode()
     signature = dkim.sign(
-        message, b"test", b"forum.example.org", key.read_bytes(), include_headers=[b"from", b"to", b"subject"]
+        message, b"test", b"forum.example.org", private, include_headers=[b"from", b"to", b"subject"]
     )
     with (
         RunningForum(raw, relayed_engine, clock, dns) as live,
@@ -475,6 +468,21 @@ def test_local_dkim_verification_holds_a_broken_signature(
         client.sendmail(MOD_FR, ["ta-fr@forum.example.org"], tampered)
         [notice] = sink.wait_to(MOD_FR)
     assert "DKIM" in notice.get_body(("plain",)).get_content()
+
+
+def dkim_key(tmp_path: Path, record_name: bytes) -> tuple[bytes, Callable[..., bytes | None]]:
+    """A DKIM key made for the test and the one resolver that serves its public half (never live DNS)."""
+    key = tmp_path / "key.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: float = 5) -> bytes | None:
+        return record if name == record_name else None
+
+    return key.read_bytes(), dns
 
 
 def settings_with(settings, **blocks):  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ issue found, over real SMTP to the real ingress and a real sink, on SQLite and P
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import subprocess
 from email.message import EmailMessage
@@ -30,6 +29,7 @@ from tests.test_moderation import (
     DELEGATE,
     MOD_FR,
     archived,
+    dkim_key,
     held_rows,
     live_outbox_settles,
     members,  # noqa: F401 — the autouse fixture: a delegate and a staff member
@@ -149,15 +149,7 @@ def test_several_or_no_from_addresses_hold_the_post(
 def test_a_forged_chief_is_held_and_a_signed_one_passes(
     relayed_settings: Settings, relayed_engine: Engine, clock: SteppableClock, sink: Sink, tmp_path: Path
 ) -> None:
-    key = tmp_path / "key.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-    def dns(name: bytes, timeout: float = 5) -> bytes | None:  # the one resolver; never live DNS
-        return record if name == b"sel._domainkey.forum.example.org." else None
+    private, dns = dkim_key(tmp_path, b"sel._domainkey.forum.example.org.")
 
     def post(subject: str) -> bytes:
         return (
@@ -166,9 +158,7 @@ def test_a_forged_chief_is_held_and_a_signed_one_passes(
         ).encode()
 
     signed = post("signed")
-    signed = (
-        dkim.sign(signed, b"sel", b"forum.example.org", key.read_bytes(), include_headers=[b"from"]) + signed
-    )
+    signed = dkim.sign(signed, b"sel", b"forum.example.org", private, include_headers=[b"from"]) + signed
     with RunningForum(relayed_settings, relayed_engine, clock, dns) as live:
         send_raw(live.port, CHIEF, post("forged"))
         send_raw(live.port, CHIEF, signed)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import dkim
@@ -68,26 +69,16 @@ class Handlers(NamedTuple):
     bounces: Bounces
 
 
+@dataclass(eq=False)
 class Dispatch:
-    def __init__(
-        self,
-        settings: Settings,
-        book: AddressBook,
-        moderation: Moderation,
-        publisher: Publisher,
-        notifier: Notifier,
-        handlers: Handlers,
-        clock: Callable[[], datetime],
-        dns: DnsLookup | None = None,
-    ) -> None:
-        self.settings = settings
-        self.book = book
-        self.moderation = moderation
-        self.publisher = publisher
-        self.notifier = notifier
-        self.handlers = handlers
-        self.clock = clock
-        self.dns = dns  # tests pass a resolver; serve uses dkimpy's own DNS lookups
+    settings: Settings
+    book: AddressBook
+    moderation: Moderation
+    publisher: Publisher
+    notifier: Notifier
+    handlers: Handlers
+    clock: Callable[[], datetime]
+    dns: DnsLookup | None = None  # tests pass a resolver; serve uses dkimpy's own DNS lookups
 
     def __call__(self, session: Session, received: Received, post: Post, routes: list[Route]) -> None:
         for route in routes:
@@ -118,7 +109,8 @@ class Dispatch:
             list_id=self.book.list_id(list_name),
             loop_marker=self.book.loop_marker,
             raw=received.raw,
-            verify_dkim=partial(verify_dkim, dns=self.dns),
+            # Cached for this message: several rules may ask, and each answer costs DNS look-ups.
+            verify_dkim=cache(partial(verify_dkim, dns=self.dns)),
         )
 
     def _submit(

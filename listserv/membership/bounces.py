@@ -55,20 +55,13 @@ def _decoded(addresses: frozenset[bytes]) -> frozenset[str]:
     return frozenset(a.decode("ascii", "replace").strip("<>").lower() for a in addresses if b"@" in a)
 
 
+@dataclass(eq=False)
 class Bounces:
-    def __init__(
-        self,
-        settings: Settings,
-        notifier: Notifier,
-        book: AddressBook,
-        secret: bytes,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.settings = settings
-        self.notifier = notifier
-        self.book = book
-        self.secret = secret
-        self.clock = clock
+    settings: Settings
+    notifier: Notifier
+    book: AddressBook
+    secret: bytes
+    clock: Callable[[], datetime]
 
     def probe_token(self, list_name: str, address: str) -> str:
         signature = hmac.new(self.secret, f"probe:{list_name}:{address.lower()}".encode(), hashlib.sha256)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -33,20 +34,13 @@ def translation_from(own_lines: list[str]) -> tuple[str, str] | None:
     return own_lines[0].strip(), "\n".join(own_lines[1:]).strip()
 
 
+@dataclass(eq=False)
 class Proposals:
-    def __init__(
-        self,
-        settings: Settings,
-        notifier: Notifier,
-        book: AddressBook,
-        secret: bytes,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.settings = settings
-        self.notifier = notifier
-        self.book = book
-        self.secret = secret
-        self.clock = clock
+    settings: Settings
+    notifier: Notifier
+    book: AddressBook
+    secret: bytes
+    clock: Callable[[], datetime]
 
     def accept(self, session: Session, held: Held, week_wanted: str) -> Topic:
         """An approved proposal becomes the topic of ``week_wanted`` if free, else of the next free week."""

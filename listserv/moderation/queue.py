@@ -59,24 +59,15 @@ def moderation_queue(session: Session, list_name: str | None = None) -> list[Hel
     return list(session.scalars(query))
 
 
+@dataclass(eq=False)
 class Moderation:
-    def __init__(
-        self,
-        settings: Settings,
-        notifier: Notifier,
-        book: AddressBook,
-        templates: MailTemplates,
-        secret: bytes,
-        clock: Callable[[], datetime],
-        consequences: Consequences,
-    ) -> None:
-        self.settings = settings
-        self.notifier = notifier
-        self.book = book
-        self.templates = templates
-        self.secret = secret
-        self.clock = clock
-        self.consequences = consequences  # filled by the composition root once its parts exist
+    settings: Settings
+    notifier: Notifier
+    book: AddressBook
+    templates: MailTemplates
+    secret: bytes
+    clock: Callable[[], datetime]
+    consequences: Consequences  # filled by the composition root once its parts exist
 
     # -- holding ---------------------------------------------------------------------------------
 

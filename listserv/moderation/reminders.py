@@ -6,6 +6,7 @@ sends nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -23,22 +24,14 @@ from listserv.store.models import Audit, Held, Received
 from listserv.store.once import record_once
 
 
+@dataclass(eq=False)
 class Reminders:
-    def __init__(
-        self,
-        settings: Settings,
-        moderation: Moderation,
-        notifier: Notifier,
-        templates: MailTemplates,
-        secret: bytes,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.settings = settings
-        self.moderation = moderation  # its notice for the escalation, and its audit
-        self.notifier = notifier
-        self.templates = templates
-        self.secret = secret
-        self.clock = clock
+    settings: Settings
+    moderation: Moderation  # its notice for the escalation, and its audit
+    notifier: Notifier
+    templates: MailTemplates
+    secret: bytes
+    clock: Callable[[], datetime]
 
     def send_reminders(self, session: Session) -> int:
         """Remind each list's moderators of posts held too long; escalate to the chief moderators what

@@ -177,9 +177,10 @@ def is_unverified_privilege(sub: Submission) -> Reason | None:
     ``moderation.preapprove: authenticated`` it needs DKIM aligned with the From domain, verified here
     or by the trusted MTA. The real moderator approves their own post with one reply; a forger never
     sees the code."""
-    if sub.mailing_list.moderation.preapprove != "authenticated" or is_preapproved(sub) is None:
+    if sub.mailing_list.moderation.preapprove != "authenticated":
         return None
-    if is_preapproved(sub) == Reason("moderation_off") or is_authenticated(sub):
+    privilege = is_preapproved(sub)
+    if privilege is None or privilege.key == "moderation_off" or is_authenticated(sub):
         return None
     return Reason("sender_unverified", {"domain": sub.sender.address.rpartition("@")[2].lower()})
 

@@ -6,6 +6,7 @@ a restart, or from a second process, and nothing is sent twice."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -28,20 +29,13 @@ log = logging.getLogger(__name__)
 FLAG_DAYS_BEFORE = 3
 
 
+@dataclass(eq=False)
 class Weekly:
-    def __init__(
-        self,
-        settings: Settings,
-        notifier: Notifier,
-        book: AddressBook,
-        templates: MailTemplates,
-        publisher: Publisher,
-    ) -> None:
-        self.settings = settings
-        self.notifier = notifier
-        self.book = book
-        self.templates = templates
-        self.publisher = publisher
+    settings: Settings
+    notifier: Notifier
+    book: AddressBook
+    templates: MailTemplates
+    publisher: Publisher
 
     def prompt_due_at(self, week: str) -> datetime:
         when = self.settings.schedule.prompt
