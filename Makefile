@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 POSTFIX := /usr/sbin/postfix
+PG_DUMP := /usr/bin/pg_dump
 
-.PHONY: install browser postfix serve test lint bench clean messages
+.PHONY: install browser postfix pgclient serve test lint bench clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,18 +36,26 @@ $(POSTFIX):
 
 postfix: $(POSTFIX)
 
+# `listserv backup`/`restore` on PostgreSQL use Debian's pg_dump and pg_restore (tests/test_backup.py).
+$(PG_DUMP):
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y --no-install-recommends postgresql-client
+
+pgclient: $(PG_DUMP)
+
 serve: $(STAMP)
 	$(BIN)/listserv init
 	$(BIN)/listserv serve
 
 # Every storage test runs on SQLite and on the PostgreSQL server at 127.0.0.1:5432 (a throwaway database
 # per run); LISTSERV_TEST_PG=0 runs SQLite only on a machine without one.
-test: $(STAMP) $(CHROMIUM) $(POSTFIX)
+test: $(STAMP) $(CHROMIUM) $(POSTFIX) $(PG_DUMP)
 	$(BIN)/ruff check listserv digests tests bench
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/mbox_import.py
 
 # After changing a web template: collect its messages, then translate the new entries of each
 # listserv/locale/<lang>/LC_MESSAGES/listserv.po (tests/test_catalogues.py lists what is missing).

@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -53,7 +54,17 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
-from common import Cpu, describe_source, free_port, listserv_command, progress, running, verdict, write_config
+from common import (
+    Cpu,
+    cpu_seconds,
+    describe_source,
+    free_port,
+    listserv_command,
+    progress,
+    running,
+    verdict,
+    write_config,
+)
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 LISTS = ("ta-en", "ta-fr", "ta-es")
@@ -137,6 +148,8 @@ ATTACHMENTS = [
     ("image/png", "chart.png"),
 ]
 CRLF = "\r\n"
+POOL = 2  # processes composing posts and deriving their text during a load (the machine has 2 cores)
+COMPOSER: Composer | None = None  # set before the pool forks
 FIXED_PAGE = "<!doctype html><html lang=en><title>ceiling</title><main>" + "<p>fixed page</p>" * 100
 
 
@@ -482,6 +495,7 @@ class Loaded:
     sample_check: str
     pg_database: str = ""
     created: str = ""
+    derive_seconds: float = 0.0  # the display text and snippets derived, as archive_raw does per post
 
 
 def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
@@ -489,6 +503,7 @@ def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
     count (for ``check_text_sizes``)."""
     from sqlalchemy import insert, text
 
+    from listserv.archive.derived import recount
     from listserv.store.models import ArchivedPost
 
     end = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
@@ -502,20 +517,27 @@ def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
     counted: dict[int, int] = {}
     raw_total, text_total, sizes, kinds = 0, 0, array("I"), Counter[str]()
     step = max(messages // 10, BATCH)
-    for start in range(1, messages + 1, BATCH):
-        rows = [composer.compose(post_id) for post_id in range(start, min(start + BATCH, messages + 1))]
-        for row in rows:
-            text_bytes = row.pop("text_bytes")
-            raw_total, text_total = raw_total + len(row["raw"]), text_total + text_bytes
-            kinds[row.pop("kind")] += 1
-            sizes.append(len(row["raw"]))
-            if row["id"] in sample:
-                counted[row["id"]] = text_bytes
-        with engine.begin() as connection:
-            connection.execute(insert(ArchivedPost), rows)
-        if (start + BATCH - 1) // step != (start - 1) // step:
-            done = min(start + BATCH - 1, messages)
-            progress(f"loaded {done:,} posts, {done / (time.perf_counter() - started):,.0f}/s")
+    global COMPOSER
+    COMPOSER = composer  # the pool's processes are forked: they inherit it
+    spans = [(start, min(start + BATCH, messages + 1)) for start in range(1, messages + 1, BATCH)]
+    derive_seconds = 0.0
+    with multiprocessing.get_context("fork").Pool(POOL) as pool:
+        for (start, _end), (rows, seconds) in zip(spans, pool.imap(compose_batch, spans), strict=True):
+            derive_seconds += seconds
+            for row in rows:
+                text_bytes = row.pop("text_bytes")
+                raw_total, text_total = raw_total + len(row["raw"]), text_total + text_bytes
+                kinds[row.pop("kind")] += 1
+                sizes.append(len(row["raw"]))
+                if row["id"] in sample:
+                    counted[row["id"]] = text_bytes
+            with engine.begin() as connection:
+                connection.execute(insert(ArchivedPost), rows)
+            if (start + BATCH - 1) // step != (start - 1) // step:
+                done = min(start + BATCH - 1, messages)
+                progress(f"loaded {done:,} posts, {done / (time.perf_counter() - started):,.0f}/s")
+    with engine.begin() as connection:
+        recount(connection)  # the thread and day figures, as archive_raw keeps them post by post
     if engine.dialect.name == "postgresql":  # ids were given: move the sequence past them for serve
         with engine.begin() as connection:
             connection.execute(
@@ -535,8 +557,24 @@ def load_posts(engine: Any, messages: int) -> tuple[Loaded, dict[int, int]]:
         first_date=datetime.fromtimestamp(plan.dates[0], UTC).isoformat(timespec="minutes"),
         last_date=datetime.fromtimestamp(plan.dates[-1], UTC).isoformat(timespec="minutes"),
         sample_check="",
+        derive_seconds=derive_seconds,
     )
     return loaded, counted
+
+
+def compose_batch(span: tuple[int, int]) -> tuple[list[dict[str, Any]], float]:
+    """In a pool process: the rows of posts ``span``, with what ``archive.derived.record`` derives
+    for each (the display JSON and the snippet's text); the seconds that derivation took."""
+    from listserv.archive import display
+
+    assert COMPOSER is not None
+    rows, seconds = [COMPOSER.compose(post_id) for post_id in range(*span)], 0.0
+    for row in rows:
+        started = time.process_time()
+        row["display"] = display.derive(row["raw"], row["list_name"], row["message_id"])
+        row["search_text"] = display.search_source(row["raw"])
+        seconds += time.process_time() - started
+    return rows, seconds
 
 
 def check_text_sizes(engine: Any, counted: dict[int, int]) -> str:
@@ -768,11 +806,30 @@ class Outcome:
 
 
 def measure(kind: str, base: str, cookies: Any, paths: list[str], concurrency: int, pid: int) -> Outcome:
+    """The server's CPU is ``pid``'s and its children's (``web.workers`` processes) together."""
     progress(f"{kind}: {len(paths) - WARM_UP} requests after {WARM_UP} warm-up")
     fetch_all(base, cookies, paths[:WARM_UP], concurrency)
-    before = Cpu.now(pid, [os.getpid()])
+    before = tree_cpu(pid)
     records, wall = fetch_all(base, cookies, paths[WARM_UP:], concurrency)
-    return Outcome(kind, records, wall, Cpu.now(pid, [os.getpid()]) - before)
+    return Outcome(kind, records, wall, tree_cpu(pid) - before)
+
+
+def tree_cpu(pid: int) -> Cpu:
+    workers = children_of(pid)
+    found = Cpu.now(pid, [os.getpid()])
+    extra = sum(cpu_seconds(child) for child in workers)
+    return Cpu(found.server + extra, found.clients, found.machine, found.wall)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> float:
@@ -865,7 +922,8 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
     frequency ranks are log-uniform between 50 and 20,000 (from words in most posts to rare ones)."""
     from sqlalchemy import func, select
 
-    from listserv.store.models import ArchivedPost
+    from listserv.store.models import ArchivedPost, ThreadFigures
+    from listserv.web.listing import Cursor
 
     rng, count = random.Random(seed), requests + WARM_UP
     picked = [rng.randint(1, messages) for _ in range(2 * count)]
@@ -887,6 +945,12 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
                 ArchivedPost.list_name == "ta-en", ArchivedPost.id == ArchivedPost.thread_id
             )
         )
+        places = connection.execute(  # where an "older" link may lead: anywhere in the list
+            select(ThreadFigures.latest_at, ThreadFigures.thread_id)
+            .where(ThreadFigures.list_name == "ta-en")
+            .order_by(func.random())
+            .limit(count)
+        ).all()
     last_page = max(1, math.ceil((threads_en or 0) / PAGE_SIZE))
     thread_paths, thread_sizes = [], {}
     for post_id in picked[:count]:
@@ -909,7 +973,8 @@ def choose_targets(engine: Any, messages: int, requests: int, seed: int) -> Targ
         {
             "static file": ["/static/style.css"] * count,  # serve's HTTP path alone, no handler
             "list p1-10": [f"/lists/ta-en/?page={rng.randint(1, min(10, last_page))}" for _ in range(count)],
-            "list any page": [f"/lists/ta-en/?page={rng.randint(1, deepest)}" for _ in range(count)],
+            "list any page": [f"/lists/ta-en/?before={Cursor(*place).token}" for place in places],
+            "list ?page=N": [f"/lists/ta-en/?page={rng.randint(1, deepest)}" for _ in range(count)],
             "thread": thread_paths,
             "message": message_paths,
             "search": [f"/search?q={quote(query())}" for _ in range(count)],
@@ -1074,6 +1139,10 @@ def print_loaded(loaded: Loaded, reused: bool, directory: Path, size: int | None
         f"({loaded.messages / loaded.load_seconds:,.0f} posts/s), generation included"
     )
     print(
+        f"derived text{where}: {loaded.derive_seconds:,.1f} s of CPU in the load's {POOL} processes "
+        f"({loaded.derive_seconds / loaded.messages * 1000:.2f} ms a post: display.derive + search_source)"
+    )
+    print(
         f"index build{where}: listserv.archive.index.reindex {loaded.index_seconds:,.1f} s "
         f"({loaded.messages / loaded.index_seconds:,.0f} posts/s)"
     )
@@ -1087,19 +1156,44 @@ def print_loaded(loaded: Loaded, reused: bool, directory: Path, size: int | None
     )
 
 
-def print_targets(outcomes: list[Outcome], loaded: Loaded, size: int | None) -> None:
+TARGETS = (  # page kind, p95 ms, serve CPU ms per page (None: no target) — the issue's, at 100,000 posts
+    ("message", 25, 3),
+    ("thread", 40, 8),
+    ("search", 100, 15),
+    ("list p1-10", 40, None),
+    ("list any page", 40, None),
+)
+START_SECONDS, IDLE_RSS_MB = 0.6, 80
+
+
+def print_targets(
+    outcomes: list[Outcome], ceiling: list[Outcome], loaded: Loaded, size: int | None, server: Any
+) -> None:
+    """Every figure of the issue's Performance section against its target, the ceiling beside it."""
     p95 = {outcome.kind: percentile(latencies(outcome), 0.95) for outcome in outcomes}
-    failed = sum(1 for outcome in outcomes for record in outcome.records if record[2] != 200)
-    lines = [
-        f"thread p95 < 50 ms: {verdict(p95['thread'] < 50)} ({p95['thread']:.1f} ms)",
-        f"message p95 < 50 ms: {verdict(p95['message'] < 50)} ({p95['message']:.1f} ms)",
-        f"search p95 < 150 ms: {verdict(p95['search'] < 150)} ({p95['search']:.1f} ms)",
-    ]
+    cpu = {outcome.kind: outcome.cpu.server / max(len(outcome.records), 1) * 1000 for outcome in outcomes}
+    roof = ", ".join(f"{o.kind} p95 {percentile(latencies(o), 0.95):.1f} ms" for o in ceiling)
+    slack = 1.5 if loaded.messages >= 1_000_000 else 1.0  # the issue: "the same within 1.5×" at a million
+    print(f"targets at {loaded.messages:,} posts (×{slack}), concurrency 4; the ceiling in this run: {roof}")
+    for kind, latency, cpu_ms in TARGETS:
+        limit = latency * slack
+        line = f"  {kind:<14} p95 < {limit:g} ms: {verdict(p95[kind] < limit)} ({p95[kind]:.1f} ms)"
+        if cpu_ms is not None:
+            line += f"; serve CPU ≤ {cpu_ms} ms/page: {verdict(cpu[kind] <= cpu_ms)} ({cpu[kind]:.1f} ms)"
+        print(line)
+    old = "list ?page=N"
+    print(f"  {old} (old links, by offset; no target): p95 {p95[old]:.1f} ms, serve CPU {cpu[old]:.1f} ms")
     if size:
         ratio = size / loaded.text_bytes
-        lines.append(f"index ≤ 1× raw text: {verdict(ratio <= 1)} ({ratio:.2f}×; HyperKitty's Whoosh: ~3×)")
-    lines.append(f"every answer 200: {verdict(failed == 0)} ({failed} not)")
-    print("targets: " + "; ".join(lines))
+        print(f"  index ≤ 1× raw text: {verdict(ratio <= 1)} ({ratio:.2f}×; HyperKitty's Whoosh: ~3×)")
+    started = server.start_seconds
+    print(
+        f"  start < {START_SECONDS} s (spawn → first SMTP 220): {verdict(started < START_SECONDS)} "
+        f"({started:.2f} s); idle RSS < {IDLE_RSS_MB} MB (2 s after start, before any page): "
+        f"{verdict(server.idle_rss_mb < IDLE_RSS_MB)} ({server.idle_rss_mb:.0f} MB)"
+    )
+    failed = sum(1 for outcome in outcomes for record in outcome.records if record[2] != 200)
+    print(f"  every answer 200: {verdict(failed == 0)} ({failed} not)")
 
 
 # --- main --------------------------------------------------------------------------------------------
@@ -1161,41 +1255,49 @@ def run(args: argparse.Namespace) -> None:
         add_reader(engine, settings)
         targets = choose_targets(engine, args.messages, args.requests, args.seed)
         engine.dispose()
-        outcomes = measure_ceiling(args, space.directory)
+        ceiling = measure_ceiling(args, space.directory)
         profiles: list[str] = []
-        log = space.directory / "serve.log"
-        with running(listserv_command(config, "serve"), smtp_port, log) as server:
-            base, pid = f"http://127.0.0.1:{web_port}", server.process.pid
-            wait_http(base + "/login", server.process, log)
-            cookies = sign_in(base)
-            for kind, paths in targets.paths.items():
-                outcomes.append(measure(kind, base, cookies, paths, args.concurrency, pid))
-            serve_rss = rss_mb(pid)
-            for kind, paths in list(targets.paths.items())[1:] if args.profile else ():  # not the file
-                progress(f"profiling {kind}")
-                profiles += profile(args.py_spy, kind, base, cookies, paths, args, pid)
+        series: list[tuple[int, list[Outcome], Any, float]] = []  # workers, outcomes, server, RSS after
+        for workers in args.workers:
+            raw = yaml.safe_load(config.read_text())
+            raw["web"]["workers"] = workers
+            config.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+            log = space.directory / f"serve-{workers}.log"
+            outcomes: list[Outcome] = []
+            with running(listserv_command(config, "serve"), smtp_port, log) as server:
+                base, pid = f"http://127.0.0.1:{web_port}", server.process.pid
+                server.measure_idle_rss()  # before any page: what an idle serve holds
+                wait_http(base + "/login", server.process, log)
+                cookies = sign_in(base)
+                for kind, paths in targets.paths.items():
+                    outcomes.append(measure(f"{kind}", base, cookies, paths, args.concurrency, pid))
+                serve_rss = rss_mb(pid)
+                for kind, paths in list(targets.paths.items())[1:] if args.profile and workers == 1 else ():
+                    progress(f"profiling {kind}")
+                    profiles += profile(args.py_spy, kind, base, cookies, paths, args, pid)
+            series.append((workers, outcomes, server, serve_rss))
         print_loaded(loaded, space.loaded is not None and not args.reindex, space.directory, size, split)
         print(f"  database: {mb(total)} in all; {space.label}")
         print(f"listserv: {describe_source()}")
         print(
             f"HTTP: httpx2, {args.concurrency} clients in threads of this process (keep-alive, signed in "
-            f"as {READER}), {args.requests} requests per page after {WARM_UP} warm-up; serve RSS "
-            f"{serve_rss:.0f} MB after them; ta-en has {targets.last_page:,} list pages"
+            f"as {READER}), {args.requests} requests per page after {WARM_UP} warm-up; ta-en has "
+            f"{targets.last_page:,} list pages"
         )
         print(
             "machine: 2 cores shared with other engineers' tests and benchmarks; 'rest of machine' is the "
-            "CPU everything but serve and this script took meanwhile, % of one core (PostgreSQL's backends "
-            "included)"
+            "CPU everything but serve (and its web workers) and this script took meanwhile, % of one core "
+            "(PostgreSQL's backends included)"
         )
-        print_table(outcomes)
-        for outcome in outcomes[2:]:
-            for line in details(outcome, targets):
-                print(line)
-        if server.errors:
-            print(
-                f"serve logged {len(server.errors)} ERROR/Traceback line(s), e.g.: {server.errors[0][:300]}"
-            )
-        print_targets(outcomes[2:], loaded, size)
+        for workers, outcomes, server, serve_rss in series:
+            print(f"--- web.workers: {workers} (serve RSS {serve_rss:.0f} MB after the pages) ---")
+            print_table(ceiling + outcomes)
+            for outcome in outcomes:
+                for line in details(outcome, targets):
+                    print(line)
+            if server.errors:
+                print(f"serve logged {len(server.errors)} ERROR/Traceback line(s): {server.errors[0][:200]}")
+            print_targets(outcomes, ceiling, loaded, size, server)
         if profiles:
             print(
                 f"profiles (py-spy record --function, 250 Hz, serve's on-CPU samples; raw in {args.profile}):"
@@ -1212,6 +1314,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300, help="measured requests per page kind (300)")
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP clients at once (4)")
     parser.add_argument("--seed", type=int, default=1, help="picks the pages fetched")
+    parser.add_argument(
+        "--workers",
+        type=lambda value: [int(n) for n in value.split(",")],
+        default=[1, 2],
+        help="web.workers of each serve run, in turn (1,2)",
+    )
     parser.add_argument("--keep", type=Path, metavar="DIR", help="load into DIR once, reuse it in later runs")
     parser.add_argument("--reindex", action="store_true", help="with --keep: build the index again, timed")
     parser.add_argument("--load-only", action="store_true", help="with --keep: load and index, then stop")

@@ -9,17 +9,27 @@ Debian package once into ``~/.cache/listserv-bench/`` (``apt-get update`` first 
 running counters of sessions and messages on its stdout, our cross-check). If it cannot be had, the reason
 is printed and an aiosmtpd no-op sink stands in, labelled as such.
 
-Scenario 1: one post approved to a list of ``--members`` (10,000) members.
-  (a) ceiling, no database: the same ~5 KB message sent straight to the sink, 100 recipients per
+It prints, measured in the same run (issue 12):
+  (a) the anchors' scenario — ``--mailman-members`` (1,000) members × ``--posts`` (200) posts of ~5 KB
+      approved at once — on the Python counting sink without PIPELINING (``mlmmj.py --serve-counting``):
+      listserv in batch mode (``delivery.personalize: off``) and mlmmj (``mlmmj.py``: Debian's package
+      unpacked, driven by ``mlmmj-receive``, an empty ``control/verp``); end to end, CPU per delivery,
+      serve's peak RSS; the ratio listserv / mlmmj.
+  (b) the same scenario in personal mode (one transaction per recipient) to smtp-sink, next to batch mode.
+  (c) one post to ``--members`` (10,000) members, next to the smtplib ceiling (below), batch mode.
+  (d) ``--held-posts`` (1,000) posts at once under ``moderation.hold: all``: posts held per second, the
+      moderator notices included; on SQLite, then on a throwaway PostgreSQL database on 127.0.0.1:5432
+      (``--held-databases``).
+  (e) ``members import --no-welcome`` of 10,000 rows (the import of (c)), the whole command.
+``--only abcde`` picks parts. The ceiling of (c):
+  ceiling, no database: the same ~5 KB message sent straight to the sink, 100 recipients per
       transaction over 4 connections, by plain smtplib (a thread per connection) and by aiosmtplib (one
-      event loop), interleaved rounds after one warm-up round each; (a) is the faster client's median.
+      event loop), interleaved rounds after one warm-up round each; the faster client's median.
       aiosmtplib, when the venv lacks it, is pip-installed into ``~/.cache/listserv-bench/python`` (the
       venv is left alone), or skipped with a note.
-  (b) listserv: from the post's 250 (``moderation.hold: none``: the post is approved as it arrives) to
-      the last recipient accepted by the sink.
-Scenario 2 (GNU Mailman 3.3.10 was measured on it): 1,000 members, ``--posts`` (200) posts of ~5 KB
-posted at once over 4 connections: 200,000 deliveries. From the first 250 to the last delivery; serve's
-CPU (utime + stime) per delivery; its peak RSS (VmHWM).
+A listserv fan-out is timed from the first post's 250 (``moderation.hold: none``: approved as it
+arrives) to the last transaction accepted by the sink; serve's CPU (utime + stime) per delivery; its
+peak RSS (VmHWM).
 
 Each listserv run: a temp dir with SQLite, the shipped config.yaml plus ``delivery: {relay: sink,
 batch_size: 100, connections: 4}`` and ``moderation: {hold: none}``; ``init``; ``members import`` of the
@@ -29,8 +39,10 @@ rows' recipients add up to recipients × posts, where a post's recipients are ta
 delivery 'each' after the import (the members and the moderator ``init`` subscribes). Until listserv has
 that table, (b) prints "not measurable yet" and what the current code did with the posts.
 
-Run:   .venv/bin/python bench/fanout.py [--members N] [--posts N] [--skip-mailman-scenario]
-                                        [--mailman-members N] [--rounds 7] [--max-seconds 120]
+Run (from the checkout's top):
+       .venv/bin/python bench/fanout.py [--only abcde] [--members N] [--posts N] [--mailman-members N]
+                                        [--held-posts N] [--held-databases sqlite,postgresql]
+                                        [--rounds 7] [--max-seconds 120]
 About a minute when listserv meets its targets; a wait for deliveries stops after ``--max-seconds`` or
 30 s without progress, and the partial figures are printed. Internal: ``--serve-noop PORT`` runs the
 fallback sink.
@@ -42,9 +54,11 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
 import math
 import os
 import re
+import resource
 import shutil
 import smtplib
 import sqlite3
@@ -55,17 +69,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+import mlmmj
 from common import (
     DOMAIN,
     Cpu,
     Sent,
     ServerRun,
     SqliteStore,
+    Store,
     build_message,
     describe_source,
     free_port,
@@ -92,6 +108,7 @@ TARGET_RATIO, TARGET_RATE = 80.0, 10_000.0  # scenario 1: b/a in %, recipients/s
 TARGET_SECONDS, TARGET_CPU_MS, TARGET_RSS_MB = 12.0, 0.05, 150.0  # scenario 2
 REFERENCE = "GNU Mailman 3.3.10: 141–235 s, 1.2 GB RSS; mlmmj: 12.3 s"
 CSV_HEADER = "email,name,country,lists,role,delivery,language"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 T = TypeVar("T")
 
 
@@ -469,10 +486,10 @@ def wait_for_delivery(
     return Delivered(expected, tally, status, db_seconds, sink_seconds, watch.count, breakdown)
 
 
-def query_one(store: SqliteStore, statement: str) -> str:
+def query_one(store: Store, statement: str) -> str:
     try:
         return str(store.query(statement)[0][0])
-    except (sqlite3.Error, IndexError) as error:
+    except Exception as error:  # sqlite3's or psycopg's errors, or no row: printed, not raised
         return f"? ({error})"
 
 
@@ -503,6 +520,12 @@ def what_happened(store: SqliteStore, watch: SinkWatch) -> str:
 class Scenario:
     members: int
     posts: int
+    personalize: str = "off"  # delivery.personalize: "on" = one transaction per recipient
+    hold: str = "none"  # moderation.hold: "all" for (d), where posts are held, not delivered
+
+    @property
+    def transactions_per_post(self) -> int:
+        return self.members if self.personalize == "on" else math.ceil(self.members / BATCH)
 
 
 @dataclass
@@ -517,6 +540,8 @@ class ListservRun:
     cpu: Cpu = field(default_factory=Cpu)  # serve; "clients": the sink and this script
     peak_rss_mb: float = math.nan
     server: ServerRun | None = None
+    import_seconds: float = math.nan  # ``members import --no-welcome`` of the roster, the whole command
+    import_cpu: float = math.nan  # its CPU (user + system): what a loaded machine does not inflate
 
     @property
     def first_ack(self) -> float:
@@ -529,38 +554,37 @@ class ListservRun:
 
 def write_roster(path: Path, members: list[str]) -> None:
     """The members (delegates, each) and the poster (staff, delivery none: not a recipient) on ta-en."""
-    rows = [CSV_HEADER, f"{POSTER},Poster,Switzerland,ta-en,staff,none,en"]
-    rows += [
-        f"{address},Member {number},Chile,ta-en,delegate,each,en" for number, address in enumerate(members)
-    ]
+    rows = [CSV_HEADER, f"{POSTER},Poster,CH,ta-en,staff,none,en"]
+    rows += [f"{address},Member {number},CL,ta-en,delegate,each,en" for number, address in enumerate(members)]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def listserv_blocks(sink_port: int, tuning: bool) -> dict[str, Any]:
+def listserv_blocks(sink_port: int, tuning: bool, scenario: Scenario) -> dict[str, Any]:
     delivery: dict[str, Any] = {"relay": {"host": "127.0.0.1", "port": sink_port}}
     if tuning:
-        delivery |= {"batch_size": BATCH, "connections": CONNECTIONS}
-    return {"delivery": delivery, "moderation": {"hold": "none"}}
+        delivery |= {"batch_size": BATCH, "connections": CONNECTIONS, "personalize": scenario.personalize}
+        delivery |= {"one_click": "always"}  # personal copies carry the header, as on an https site
+    return {"delivery": delivery, "moderation": {"hold": scenario.hold}}
 
 
 def listserv(config: Path, *words: str) -> subprocess.CompletedProcess[str]:
     return quiet_run(listserv_command(config, *words))
 
 
-def init(tmp: Path, url: str, port: int, sink_port: int, notes: list[str]) -> Path:
+def init(tmp: Path, url: str, port: int, sink_port: int, notes: list[str], scenario: Scenario) -> Path:
     """The run's config and schema; without delivery.batch_size/connections if listserv refuses them."""
-    config = write_config(tmp, url, port, listserv_blocks(sink_port, tuning=True))
+    config = write_config(tmp, url, port, listserv_blocks(sink_port, True, scenario))
     done = listserv(config, "init")
     if done.returncode and re.search(r"delivery\.(batch_size|connections): unknown key", done.stderr):
         notes.append("listserv refuses delivery.batch_size/connections (unknown keys): ran without them")
-        config = write_config(tmp, url, port, listserv_blocks(sink_port, tuning=False))
+        config = write_config(tmp, url, port, listserv_blocks(sink_port, False, scenario))
         done = listserv(config, "init")
     if done.returncode:
         raise RuntimeError(f"listserv init failed: {done.stderr.strip()[-1500:]}")
     return config
 
 
-def subscribers(db: Path, members: int, notes: list[str]) -> int:
+def subscribers(store: Store, members: int, notes: list[str]) -> int:
     """Recipients of each post: ta-en's subscriptions in delivery 'each' (init subscribes the list's
     moderators too); ``members`` if the database cannot say."""
     statement = (
@@ -568,8 +592,8 @@ def subscribers(db: Path, members: int, notes: list[str]) -> int:
         "WHERE mailing_list.name = 'ta-en' AND subscription.delivery = 'each'"
     )
     try:
-        count = int(SqliteStore(db).query(statement)[0][0])
-    except sqlite3.Error as error:
+        count = int(store.query(statement)[0][0])
+    except Exception as error:  # sqlite3's or psycopg's: the count is only a cross-check
         notes.append(f"subscribers not counted ({error}): {members:,} recipients per post expected")
         return members
     if count != members:
@@ -580,19 +604,25 @@ def subscribers(db: Path, members: int, notes: list[str]) -> int:
     return count
 
 
-def prepare(tmp: Path, run: ListservRun, sink_port: int) -> tuple[Path, int]:
-    """Config, schema and members of one run: the config file and serve's SMTP port."""
+def prepare(tmp: Path, run: ListservRun, sink_port: int, store: Store | None = None) -> tuple[Path, int]:
+    """Config, schema and members of one run: the config file and serve's SMTP port. SQLite in ``tmp``
+    unless ``store`` names another database."""
     tmp.mkdir()
     port, scenario, notes = free_port(), run.scenario, run.notes
-    config = init(tmp, f"sqlite:///{tmp / 'listserv.db'}", port, sink_port, notes)
+    store = store or SqliteStore(tmp / "listserv.db")
+    config = init(tmp, store.url, port, sink_port, notes, scenario)
     roster = tmp / "members.csv"
     write_roster(roster, member_addresses(scenario.members))
-    started = time.perf_counter()
-    done = listserv(config, "members", "import", str(roster))
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # No welcome: 10,000 welcomes would go out through the relay during the measured fan-out.
+    done = listserv(config, "members", "import", "--no-welcome", str(roster))
     if done.returncode:
         raise RuntimeError(f"listserv members import failed: {done.stderr.strip()[-1500:]}")
-    notes.append(f"members import ({scenario.members + 1:,} rows): {time.perf_counter() - started:.1f} s")
-    run.recipients_per_post = subscribers(tmp / "listserv.db", scenario.members, notes)
+    run.import_seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run.import_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    notes.append(f"members import --no-welcome ({scenario.members + 1:,} rows): {run.import_seconds:.2f} s")
+    run.recipients_per_post = subscribers(store, scenario.members, notes)
     return config, port
 
 
@@ -806,17 +836,237 @@ def print_scenario_two(run: ListservRun, ceiling: Ceiling, args: argparse.Namesp
         )
 
 
+# --- (a) the peer: mlmmj on the counting sink; (d) held posts ---------------------------------------
+
+
+@contextlib.contextmanager
+def counting_relay(tmp: Path) -> Iterator[Sink]:
+    """The Python counting sink (aiosmtpd, no PIPELINING) on a free port: (a)'s relay for both."""
+    port, log = free_port(), tmp / "counting-sink.log"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "mlmmj.py"),
+        "--serve-counting",
+        str(port),
+    ]
+    with running(command, port, log) as server:
+        label = "aiosmtpd counting sink (Python, no PIPELINING)"
+        yield Sink(label, " ".join(command), port, server, log, counts=True)
+
+
+@dataclass
+class PeerRun:
+    seconds: float = math.nan  # first mlmmj-receive to the sink's last transaction
+    cpu: float = math.nan  # every mlmmj process, summed from wait4
+    transactions: int = 0
+    failure: str = ""
+
+
+def run_mlmmj(scenario: Scenario, tmp: Path, sink: Sink, limit: float) -> PeerRun:
+    """mlmmj on the same scenario and sink: its posts piped to mlmmj-receive one after the other."""
+    binaries = mlmmj.obtain_mlmmj(CACHE)
+    if isinstance(binaries, str):
+        return PeerRun(failure=binaries)
+    listdir = tmp / "mlmmj-list"
+    mlmmj.make_list(listdir, member_addresses(scenario.members), sink.port)
+    posts = []
+    for seq in range(scenario.posts):
+        raw = build_message(0, seq, POSTER)[1].replace(b"ta-en@forum.example.org", b"bench@bench.example.org")
+        posts.append(tmp / f"mlmmj-post-{seq}")
+        posts[-1].write_bytes(f"Return-Path: <{POSTER}>\r\n".encode() + raw)  # as the MTA adds it
+    watch, expected = SinkWatch(sink), scenario.posts * scenario.transactions_per_post
+    started = time.perf_counter()
+    driver = [sys.executable, str(Path(__file__).resolve().parent / "mlmmj.py"), "--drive", str(binaries)]
+    done = quiet_run([*driver, str(listdir), *map(str, posts)])
+    while (watch.count or 0) < expected and time.perf_counter() - started < limit:
+        time.sleep(0.01)
+        watch.poll()
+    watch.poll()
+    if done.returncode:
+        return PeerRun(failure=f"mlmmj driver failed: {last_line(done.stderr)}")
+    result = json.loads(done.stdout)
+    end = watch.changed_at if watch.changed_at is not None else time.perf_counter()
+    failure = f"{result['failures']} mlmmj-receive failed" if result["failures"] else ""
+    if (watch.count or 0) < expected:
+        failure = f"only {watch.count} of {expected} transactions reached the sink"
+    return PeerRun(end - started, result["cpu"], watch.count or 0, failure)
+
+
+@dataclass
+class HeldRun:
+    database: str = "sqlite"
+    rate: float = math.nan  # posts held per second, first 250 to the last one held with its notices
+    seconds: float = math.nan
+    held: int = 0
+    notices: int = 0
+    cpu: float = math.nan  # serve's CPU from the first post to the last one held: what load inflates least
+    busy: float = math.nan  # the machine's CPU in that time, in cores
+    failure: str = ""
+
+
+@dataclass
+class PostgresStore:
+    """A throwaway database on 127.0.0.1:5432 (user postgres, trust auth), as ingest.py and soak.py use."""
+
+    dbname: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.dbname}"
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        import psycopg  # late: only (d) on PostgreSQL needs it
+
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.dbname}") as db:
+            return db.execute(statement).fetchall()
+
+
+@contextlib.contextmanager
+def held_store(database: str, tmp: Path) -> Iterator[Store | str]:
+    """SQLite in ``tmp``, or a PostgreSQL database created for the run and dropped after it; a reason
+    (a string) when PostgreSQL cannot be had."""
+    if database == "sqlite":
+        yield SqliteStore(tmp / "listserv.db")
+        return
+    import psycopg
+
+    name = f"listserv_fanout_{os.getpid()}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as error:
+        yield f"PostgreSQL at 127.0.0.1:5432 not usable: {error}"
+        return
+    try:
+        yield PostgresStore(name)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_held(posts: int, tmp: Path, sink: Sink, limit: float, database: str = "sqlite") -> HeldRun:
+    """``moderation.hold: all``: ``posts`` posts at once; how fast the worker holds them, notices queued."""
+    run = ListservRun(Scenario(100, posts, "off", "all"))
+    result = HeldRun(database=database)
+    try:
+        with contextlib.ExitStack() as stack:
+            store = stack.enter_context(held_store(database, tmp))
+            if isinstance(store, str):
+                return HeldRun(database=database, failure=store)
+            config, port = prepare(tmp, run, sink.port, store)
+            server = stack.enter_context(running(listserv_command(config, "serve"), port, tmp / "serve.log"))
+            before = Cpu.now(server.process.pid, [])
+            sent = post_all(port, posts)
+            if not sent.spans:
+                return HeldRun(database=database, failure="no post was acknowledged")
+            first = min(end for _, end in sent.spans)
+            pending = "SELECT count(*) FROM received WHERE state = 'new'"
+            while time.perf_counter() - first < limit:
+                if query_one(store, pending) == "0":
+                    break
+                time.sleep(0.02)
+            result.seconds = time.perf_counter() - first
+            after = Cpu.now(server.process.pid, [])
+            result.cpu = after.server - before.server
+            result.busy = (after.machine - before.machine) / (after.wall - before.wall)
+            result.held = int(query_one(store, "SELECT count(*) FROM held"))
+            result.notices = int(
+                query_one(store, "SELECT count(*) FROM outbox WHERE purpose = 'moderator_held'")
+            )
+            result.rate = result.held / result.seconds
+    except RuntimeError as error:
+        result.failure = str(error)
+    return result
+
+
+def ratio(value: float, peer: float) -> str:
+    return f"{value / peer:.2f}×" if peer and not math.isnan(peer) and not math.isnan(value) else "-"
+
+
+def print_a(run: ListservRun, peer: PeerRun) -> None:
+    print_run(run, "listserv, batch mode (delivery.personalize: off)")
+    delivered = complete(run)
+    if peer.failure:
+        print(f"  mlmmj: FAILED: {peer.failure}")
+    else:
+        per = 1e6 * peer.cpu / (run.scenario.members * run.scenario.posts)
+        print(
+            f"  mlmmj (C, 100 recipients a transaction): {peer.seconds:.2f} s from the first mlmmj-receive "
+            f"to the sink's last transaction ({peer.transactions:,} transactions); "
+            f"CPU of every mlmmj process {peer.cpu:.2f} s = {per:.1f} µs per delivery"
+        )
+    if delivered is None:
+        print(f"  targets: {why_not(run)}")
+        return
+    cpu_us = 1e6 * run.cpu.server / delivered.tally.sent
+    print(f"  listserv / mlmmj, end to end: {ratio(delivered.seconds, peer.seconds)}")
+    print(f"  target: listserv e2e ≤ mlmmj's: {verdict(delivered.seconds <= peer.seconds)}")
+    print(f"  target: serve CPU ≤ 30 µs per delivery: {cpu_us:.1f} µs: {verdict(cpu_us <= 30)}")
+    print(
+        f"  target: peak RSS ≤ {TARGET_RSS_MB:.0f} MB: {run.peak_rss_mb:.1f} MB: "
+        f"{verdict(run.peak_rss_mb <= TARGET_RSS_MB)}"
+    )
+
+
+def print_b(personal: ListservRun, batch: ListservRun) -> None:
+    print_run(personal, "listserv, personal mode (one transaction per recipient, VERP, one-click)")
+    print_run(batch, "listserv, batch mode, the same run")
+    p, b = complete(personal), complete(batch)
+    if p is None or b is None:
+        print(f"  targets: {why_not(personal if p is None else batch)}")
+        return
+    deliveries = personal.scenario.members * personal.scenario.posts
+    scaled = (
+        ""
+        if deliveries == 200_000
+        else f" (this run: {deliveries:,} deliveries; scale by {200_000 / deliveries:.1f})"
+    )
+    print(
+        f"  personal / batch: {ratio(p.seconds, b.seconds)}; serve CPU per personal delivery "
+        f"{1e6 * personal.cpu.server / p.tally.sent:.1f} µs"
+    )
+    print(
+        f"  target: ≤ 15 s for 200,000: {p.seconds:.2f} s: "
+        f"{verdict(p.seconds <= 15 * deliveries / 200_000)}{scaled}"
+    )
+    print(f"  target: ≤ 2× batch mode: {verdict(p.seconds <= 2 * b.seconds)}")
+
+
+def print_d(held: HeldRun, posts: int) -> None:
+    name, target = ("SQLite", 300) if held.database == "sqlite" else ("PostgreSQL", 200)
+    if held.failure:
+        print(f"  {name}: FAILED: {held.failure}")
+        return
+    print(
+        f"  {name}: {held.held:,} of {posts:,} posts held in {held.seconds:.2f} s from the first 250: "
+        f"{held.rate:,.0f} posts/s, {held.notices:,} moderator notices queued"
+    )
+    print(
+        f"      serve CPU {held.cpu:.2f} s = {held.cpu / max(held.held, 1) * 1000:.2f} ms per held post, "
+        "its intake included "
+        f"(a ceiling of {max(held.held, 1) / held.cpu:,.0f} posts/s on a free core); "
+        f"the machine was {held.busy * 100:.0f} % of a core busy meanwhile"
+    )
+    print(f"  target: ≥ {target} posts/s on {name}: {verdict(held.rate >= target)}")
+
+
 # --- main --------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=10_000, help="scenario 1: list size (10,000)")
-    parser.add_argument("--posts", type=int, default=200, help="scenario 2: posts at once (200)")
+    parser.add_argument("--members", type=int, default=10_000, help="(c): list size (10,000)")
+    parser.add_argument("--posts", type=int, default=200, help="(a), (b): posts at once (200)")
     parser.add_argument(
-        "--mailman-members", type=int, default=MAILMAN_MEMBERS, help="scenario 2: list size (1,000)"
+        "--mailman-members", type=int, default=MAILMAN_MEMBERS, help="(a), (b): list size (1,000)"
     )
-    parser.add_argument("--skip-mailman-scenario", action="store_true", help="run scenario 1 only")
+    parser.add_argument("--held-posts", type=int, default=1000, help="(d): posts held at once (1,000)")
+    parser.add_argument(
+        "--held-databases",
+        default="sqlite,postgresql",
+        help="(d): databases in turn (sqlite,postgresql; a throwaway database on 127.0.0.1:5432)",
+    )
+    parser.add_argument("--only", default="abcde", help="the parts to run, e.g. 'ae' (all)")
     parser.add_argument("--rounds", type=int, default=7, help="ceiling rounds per client (7)")
     parser.add_argument(
         "--max-seconds", type=float, default=120.0, help="stop waiting for deliveries after this long (120)"
@@ -825,32 +1075,65 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def part(args: argparse.Namespace, letter: str, title: str) -> bool:
+    if letter not in args.only:
+        return False
+    print(f"\n({letter}) {title}", flush=True)
+    progress(f"({letter}) {title}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_noop is not None:
         asyncio.run(serve_noop(args.serve_noop))
         return 0
-    with tempfile.TemporaryDirectory(prefix="listserv-fanout-") as name, relay(Path(name)) as sink:
+    anchors = Scenario(args.mailman_members, args.posts)
+    with tempfile.TemporaryDirectory(prefix="listserv-fanout-") as name:
         tmp = Path(name)
-        print_header(sink, args)
-        print(f"\nscenario 1: one post approved to a list of {args.members:,} members", flush=True)
-        progress(f"scenario 1 (a): ceiling, {args.rounds} rounds per client")
-        ceiling = measure_ceiling(sink, member_addresses(args.members), args.rounds)
-        print_ceiling(ceiling, args.rounds)
-        progress(f"scenario 1 (b): listserv, one post to {args.members:,} members")
-        print_scenario_one(
-            ceiling, run_listserv(Scenario(args.members, 1), tmp / "one", sink, args.max_seconds), args
-        )
-        if args.skip_mailman_scenario:
-            return 0
-        scenario = Scenario(args.mailman_members, args.posts)
         print(
-            f"\nscenario 2 (GNU Mailman 3.3.10 was measured on it): {scenario.members:,} members, "
-            f"{scenario.posts} posts approved at once = {scenario.members * scenario.posts:,} deliveries",
-            flush=True,
+            f"the anchors' scenario: {anchors.members:,} members × {anchors.posts} posts = "
+            f"{anchors.members * anchors.posts:,} deliveries; the machine is shared with other work"
         )
-        progress(f"scenario 2: listserv, {scenario.posts} posts to {scenario.members:,} members")
-        print_scenario_two(run_listserv(scenario, tmp / "two", sink, args.max_seconds), ceiling, args)
+        if part(
+            args, "a", "anchors' scenario on the Python counting sink (no PIPELINING): listserv and mlmmj"
+        ):
+            with counting_relay(tmp) as sink:
+                print(f"relay: {sink.label}")
+                run = run_listserv(anchors, tmp / "a-listserv", sink, args.max_seconds)
+                print_a(run, run_mlmmj(anchors, tmp, sink, args.max_seconds))
+        with relay(tmp) as sink:
+            print_header(sink, args)
+            if part(args, "b", "personal mode to Postfix's smtp-sink, next to batch mode"):
+                personal = run_listserv(
+                    replace(anchors, personalize="on"), tmp / "b-personal", sink, args.max_seconds
+                )
+                batch = run_listserv(anchors, tmp / "b-batch", sink, args.max_seconds)
+                print_b(personal, batch)
+            one = None
+            if part(args, "c", f"one post to {args.members:,} members, next to the smtplib ceiling"):
+                ceiling = measure_ceiling(sink, member_addresses(args.members), args.rounds)
+                print_ceiling(ceiling, args.rounds)
+                one = run_listserv(Scenario(args.members, 1), tmp / "c-one", sink, args.max_seconds)
+                print_scenario_one(ceiling, one, args)
+            if part(args, "d", f"{args.held_posts:,} posts held under moderation.hold: all"):
+                for database in args.held_databases.split(","):
+                    held = run_held(
+                        args.held_posts, tmp / f"d-held-{database}", sink, args.max_seconds, database
+                    )
+                    print_d(held, args.held_posts)
+            if part(args, "e", "members import of 10,000 rows"):
+                if one is None:
+                    one = ListservRun(Scenario(10_000, 0))
+                    with contextlib.suppress(RuntimeError):
+                        prepare(tmp / "e-import", one, sink.port)
+                seconds = one.import_seconds
+                print(f"  its CPU (user + system): {one.import_cpu:.2f} s")
+                print(
+                    f"  members import --no-welcome of {one.scenario.members + 1:,} rows: {seconds:.2f} s "
+                    f"(the whole command, interpreter start included): "
+                    f"{verdict(seconds < 3 * (one.scenario.members + 1) / 10_001)}"
+                )
     return 0
 
 

@@ -97,6 +97,7 @@ def context(issue: DigestIssue) -> dict[str, Any]:
         "volume": issue.volume,
         "number": issue.number,
         "count": len(issue.posts),
+        "participation": issue.participation,
     }
 
 
@@ -203,7 +204,9 @@ def plain_fields(post: DigestPost, templates: MailTemplates) -> list[str]:
 
 
 def stuff(text: str) -> str:
-    return LOOKS_LIKE_SEPARATOR.sub(lambda match: "- " + match.group(0), text.replace("\r\n", "\n"))
+    # A bare CR (a decoded body may hold one) would go out bare: relays refuse it (RFC 5321 §2.3.8).
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return LOOKS_LIKE_SEPARATOR.sub(lambda match: "- " + match.group(0), text)
 
 
 def short_time(moment: datetime, language: str, templates: MailTemplates) -> str:

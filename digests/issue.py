@@ -58,6 +58,7 @@ class DigestIssue:
     topic_title: str = ""  # the week's topic, in the list's language when translated
     topic_body: str = ""
     subject_prefix: str = ""  # "[TA-EN]": left out of thread titles
+    participation: str = ""  # weekly issues: last week's "42 posts from 17 member states"
 
     @property
     def domain(self) -> str:
@@ -138,7 +139,7 @@ def decode_payload(part: Message) -> str:
         try:
             codecs.lookup(charset)
             return data.decode(charset).replace("\x00", "").replace("\r\n", "\n")
-        except (LookupError, UnicodeError):
+        except (LookupError, ValueError):  # ValueError: a NUL in the label, as UnicodeError
             continue
     return data.decode("latin-1").replace("\x00", "").replace("\r\n", "\n")
 

@@ -46,6 +46,7 @@ from listserv.outgoing.decorate import decorate
 from listserv.outgoing.publish import Publisher
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest, Subscription, Topic
 from listserv.weekly.calendar import iso_week
+from listserv.weekly.participation import participation_line
 
 log = logging.getLogger(__name__)
 FORMATS: tuple[Format, ...] = ("mime", "plain")
@@ -268,6 +269,9 @@ def make_issue(
         topic_title=title,
         topic_body=body,
         subject_prefix=publisher.prefix(mailing_list),
+        participation=participation_line(session, publisher.templates, name, mailing_list.language, now)
+        if period == "weekly"
+        else "",
     )
 
 

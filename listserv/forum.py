@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -17,13 +17,17 @@ from listserv.admin.erasure_member import erase_member as erase_person
 from listserv.admin.erasure_member import erase_on_request
 from listserv.config import Settings
 from listserv.intake.dispatch import Dispatch, DnsLookup, Handlers
-from listserv.intake.ingress import IngressHandler, IngressServer, ssl_context
-from listserv.intake.spool import Spool
+from listserv.intake.door import Door
+from listserv.intake.submit import submit_received
 from listserv.intake.worker import Worker
 from listserv.mail.addresses import AddressBook
 from listserv.mail.templates import MailTemplates
 from listserv.membership.bounces import HARD, Bounces
+from listserv.membership.guests import GUEST, Guests
+from listserv.membership.owner import NOMINATION, OwnerMail
 from listserv.membership.requests import Requests
+from listserv.membership.standing import Standing
+from listserv.moderation.openings import Openings
 from listserv.moderation.proposals import Proposals
 from listserv.moderation.queue import ANY_KIND, ERASURE, Consequences, Moderation, tell_sender_rejected
 from listserv.moderation.reminders import Reminders
@@ -31,6 +35,7 @@ from listserv.moderation.replies import ModeratorMail
 from listserv.outgoing.delivery import Deliverer
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import OutboxSender
+from listserv.outgoing.personal import MemberTokens
 from listserv.outgoing.publish import Publisher
 from listserv.outgoing.signing import Signer
 from listserv.outgoing.transport import Transport
@@ -38,10 +43,14 @@ from listserv.scheduler import Jobs, build_scheduler
 from listserv.store.db import utc_now
 from listserv.store.keys import load_or_create_secret
 from listserv.store.models import Held, Received
+from listserv.store.wakeup import Listener, notify_outgoing
 from listserv.web.app import Site
 from listserv.web.routes import build, build_pages
-from listserv.web.server import WebServer
+from listserv.web.server import WebServer, WebWorkers, serve_inherited
+from listserv.weekly.announcements import Announcer
 from listserv.weekly.prompts import Weekly
+from listserv.weekly.report import Reports
+from listserv.weekly.report_chart import bars_png
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +64,45 @@ class Parts:
     book: AddressBook
     templates: MailTemplates
     secret: bytes
+    tokens: MemberTokens  # personal copies' tokens (one-click unsubscribe, VERP)
     notifier: Notifier
     publisher: Publisher
     moderation: Moderation
     proposals: Proposals
     requests: Requests
+    owner: OwnerMail
+    standing: Standing
+    openings: Openings
     reminders: Reminders
     weekly: Weekly
     eraser: Eraser
+    guests: Guests
+    reports: Reports
+    announcer: Announcer
 
 
-def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Parts:
-    book = AddressBook(settings.site.domain, settings.lists)
+def build_parts(
+    settings: Settings, clock: Callable[[], datetime] = utc_now, book: AddressBook | None = None
+) -> Parts:
+    """``book``: the one ``serve``'s door already answers RCPT from (its From-header cache is shared)."""
+    book = book or AddressBook(settings.site.domain, settings.lists)
     templates = MailTemplates(settings.site.template_dirs, settings.site.timezone)
     secret = load_or_create_secret(settings.site.data_dir / "secret")
+    tokens = MemberTokens(load_or_create_secret(settings.site.data_dir / "member-key"))
     notifier = Notifier(settings, book, templates, clock)
     publisher = Publisher(settings, book, templates)
     consequences: dict[tuple[str, str], Callable[[Session, Held, str], None]] = {}
     moderation = Moderation(settings, notifier, book, templates, secret, clock, consequences)
     proposals = Proposals(settings, notifier, book, secret, clock)
-    requests = Requests(settings, moderation, notifier, book, templates, clock)
+    standing = Standing(settings, moderation, notifier, book, templates, clock, secret)
+    requests = Requests(settings, moderation, notifier, book, templates, clock, standing, secret)
     eraser = Eraser(settings, secret, publisher, clock)
-    consequences.update(decision_consequences(publisher, proposals, requests, notifier, clock))
+    guests = Guests(settings, moderation, notifier, templates, secret, clock)
+    owner = OwnerMail(settings, moderation, notifier, book, templates, requests, secret, clock)
+    openings = Openings(settings, moderation, publisher, notifier, templates, clock)
+    consequences.update(decision_consequences(publisher, proposals, requests, notifier, clock, openings))
+    consequences.update({("approve", GUEST): guests.approve, ("reject", GUEST): guests.reject})
+    consequences.update({("approve", NOMINATION): owner.approve, ("reject", NOMINATION): owner.reject})
     consequences.update(
         {(action, ERASURE): then for action, then in erase_on_request(eraser, notifier).items()}
     )
@@ -86,14 +112,21 @@ def build_parts(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         book,
         templates,
         secret,
+        tokens,
         notifier,
         publisher,
         moderation,
         proposals,
         requests,
+        owner,
+        standing,
+        openings,
         Reminders(settings, moderation, notifier, templates, secret, clock),
         Weekly(settings, notifier, book, templates, publisher),
         eraser,
+        guests,
+        Reports(settings, book, templates, bars_png),
+        Announcer(settings, templates, publisher),
     )
 
 
@@ -103,11 +136,14 @@ def decision_consequences(
     requests: Requests,
     notifier: Notifier,
     clock: Callable[[], datetime],
+    openings: Openings,
 ) -> Consequences:
     """What a won decision leads to, by (action, kind of held item); discarding leads to nothing. A
     member's erasure request (approve/erasure, reject/erasure) is added by ``build_parts``."""
 
     def publish(session: Session, held: Held, reason: str) -> None:
+        if openings.defer(session, held):  # its room is closed: published at the opening
+            return
         publisher.publish(session, session.get(Received, held.received_id), held.list_name, clock())
 
     return {
@@ -129,7 +165,12 @@ def build_signer(settings: Settings) -> Signer | None:
     return Signer(dkim, settings.delivery.arc, authserv_id)
 
 
-def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = lambda: None) -> Site:
+def build_site(
+    parts: Parts,
+    engine: Engine,
+    wake_senders: Callable[[], None] = lambda: None,
+    wake_worker: Callable[[], None] = lambda: None,
+) -> Site:
     def erase_message(message_id: str, list_name: str, reason: str, requested_by: str, actor: str) -> bool:
         try:
             parts.eraser.erase_message(
@@ -157,14 +198,31 @@ def build_site(parts: Parts, engine: Engine, wake_senders: Callable[[], None] = 
         parts.clock,
         build_pages(parts.settings),
         parts.secret,
+        parts.tokens,
         wake_senders=wake_senders,
         erase_message=erase_message,
         erase_member=erase_member,
+        standing=parts.standing,
+        owner=parts.owner,
+        announcer=parts.announcer,
+        submit=partial(submit_received, engine, wake_worker),
     )
 
 
 def build_jobs(parts: Parts, engine: Engine, after: Callable[[], None]) -> Jobs:
-    return Jobs(engine, parts.settings, parts.weekly, parts.reminders, parts.publisher, parts.clock, after)
+    return Jobs(
+        engine,
+        parts.settings,
+        parts.weekly,
+        parts.reminders,
+        parts.publisher,
+        parts.clock,
+        after,
+        parts.standing,
+        parts.openings,
+        parts.guests,
+        parts.reports,
+    )
 
 
 class Forum:
@@ -176,21 +234,33 @@ class Forum:
         engine: Engine,
         clock: Callable[[], datetime] = utc_now,
         dns: DnsLookup | None = None,
+        web_worker_command: list[str] | None = None,
+        door: Door | None = None,
     ) -> None:
+        """``door``: the SMTP ingress and spool ``serve`` opened before importing this module (staged
+        start); built here when not given."""
         self.settings = settings
-        parts = build_parts(settings, clock)
+        self.door = door or Door(settings, engine)
+        extra = settings.web.workers - 1
+        self.web_workers = WebWorkers(web_worker_command, extra) if web_worker_command and extra else None
+        parts = build_parts(settings, clock, self.door.book)
         self.parts = parts
         self.book = parts.book
+        relay = settings.delivery.relay
         transport = Transport(
-            settings.delivery.relay, settings.site.data_dir / "outbox", signer=build_signer(settings)
+            relay,
+            settings.site.data_dir / "outbox",
+            timeout=relay.timeout_seconds if relay is not None else 60.0,
+            signer=build_signer(settings),
         )
         self.outbox = OutboxSender(engine, settings.delivery, transport, clock)
-        self.bounces = Bounces(settings, parts.notifier, parts.book, parts.secret, clock)
+        self.bounces = Bounces(settings, parts.notifier, parts.book, parts.secret, parts.tokens, clock)
         self.deliverer = Deliverer(
             engine,
             settings,
             transport,
             clock,
+            parts.tokens,
             on_hard_bounce=lambda session, list_name, address: self.bounces.record(
                 session, list_name, address, HARD, clock()
             ),
@@ -204,7 +274,15 @@ class Forum:
             parts.moderation,
             parts.publisher,
             parts.notifier,
-            Handlers(replies, parts.requests, self.bounces),
+            Handlers(
+                replies,
+                parts.requests,
+                self.bounces,
+                parts.owner,
+                parts.openings,
+                parts.standing,
+                parts.guests,
+            ),
             clock,
             dns,
         )
@@ -213,42 +291,51 @@ class Forum:
             self.book,
             dispatch,
             after=self._wake_senders,
-            ingest_busy=lambda seconds: self.spool.is_busy(seconds),
+            ingest_busy=lambda seconds: self.door.spool.is_busy(seconds),
         )
-        self.spool = Spool(engine, on_stored=self.worker.background.wake)
-        smtp = settings.smtp
-        self.ingress = IngressServer(
-            IngressHandler(self.book, self.spool),
-            hostname=smtp.hostname or settings.site.domain,
-            max_message_bytes=smtp.max_message_bytes,
-            lmtp=smtp.protocol == "lmtp",
-            tls=ssl_context(smtp.tls_cert, smtp.tls_key) if smtp.tls_cert and smtp.tls_key else None,
-            require_tls=smtp.require_tls,
-        )
+        self.door.wake_on_stored(self.worker.background.wake)
         self.jobs = build_jobs(parts, engine, self._wake_senders)
         self.scheduler = build_scheduler(settings.site.timezone, self.jobs.tick)
-        site = build_site(parts, engine, self._wake_senders)
+        site = build_site(parts, engine, self._wake_senders, self.worker.background.wake)
         self.web = WebServer(build(site), settings.web.host, settings.web.port)
         self.smtp_port: int | None = None
         self.web_port: int | None = None
+        self.engine = engine
+        self.listener = Listener(engine, self._wake_here)  # mail queued by other processes
 
-    def _wake_senders(self) -> None:
+    def _wake_here(self) -> None:
         self.outbox.background.wake()
         self.deliverer.background.wake()
 
+    def _wake_senders(self) -> None:
+        """Mail was queued here: our senders, and those of every other serve on the database."""
+        self._wake_here()
+        notify_outgoing(self.engine)
+
     async def start(self) -> None:
-        self.spool.start()
-        for sender in (self.outbox, self.deliverer):
-            requeued = await asyncio.to_thread(sender.requeue_interrupted)
-            if requeued:
-                log.warning(
-                    "%s: %d item(s) interrupted by a stop are queued again", sender.background.name, requeued
-                )
-            sender.background.start()
-        self.worker.background.start()  # resumes whatever was stored and not yet processed
-        self.smtp_port = await self.ingress.start(self.settings.smtp.host, self.settings.smtp.port)
-        self.web_port = await self.web.start()
-        self.scheduler.start()
+        """The door first (it may be open already: ``serve``'s staged start), then what processes and
+        sends, the scheduler, and the web last: once ``/healthz`` answers, every part has started. A part
+        that fails to start stops those already started and raises."""
+        self.smtp_port = await self.door.start()
+        try:
+            for sender in (self.outbox, self.deliverer):
+                requeued = await asyncio.to_thread(sender.requeue_interrupted)
+                if requeued:
+                    log.warning(
+                        "%s: %d item(s) interrupted by a stop are queued again",
+                        sender.background.name,
+                        requeued,
+                    )
+                sender.background.start()
+            self.worker.background.start()  # resumes whatever was stored and not yet processed
+            self.listener.start()
+            self.scheduler.start()
+            self.web_port = await self.web.start()
+            if self.web_workers is not None and self.web.socket is not None:
+                self.web_workers.start(self.web.socket)
+        except BaseException:
+            await self.stop()
+            raise
         log.info(
             "SMTP listening on %s:%d for @%s (%d lists)",
             self.settings.smtp.host,
@@ -259,23 +346,24 @@ class Forum:
         log.info("web archive on http://%s:%d", self.settings.web.host, self.web_port)
 
     async def stop(self) -> None:
-        """Stop accepting, finish transactions under way, commit, stop processing, then sending."""
-        self.scheduler.shutdown(wait=True)
+        """Stop accepting, finish transactions under way, commit, stop processing, then sending. Also
+        after a failed start: each part stops only if it was started."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self.web_workers is not None:
+            await self.web_workers.stop()
         await self.web.stop()
-        await self.ingress.stop()
-        self.spool.stop()
+        await self.door.stop()
         await self.worker.background.stop()
         await self.outbox.background.stop()
         await self.deliverer.background.stop()
+        self.listener.stop()
         self.deliverer.close()
         log.info("stopped cleanly")
 
-    async def serve_until_signalled(self) -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await self.start()
-        await stopping.wait()
-        log.info("signal received: shutting down")
-        await self.stop()
+
+def serve_web_only(settings: Settings, engine: Engine, fd: int) -> None:
+    """``listserv web-worker``: the web side alone on ``serve``'s inherited socket (``web.workers``). Mail
+    a form queues goes out when ``serve``'s senders next look, not at once."""
+    site = build_site(build_parts(settings), engine)
+    asyncio.run(serve_inherited(build(site), fd))

@@ -1,12 +1,13 @@
 """Scheduled jobs: APScheduler 3 in the serve loop, declared here at start, never pickled.
 
 One job, ``tick``, runs every minute and asks each task whether it is due: the weekly prompt, the
-translation check, daily and weekly digests, reminders, the weekly summary. Every task is idempotent
-by its own records (``sent_prompt``, ``sent_digest``, ``job_run``, ``reminded_at`` …), so a missed run
-is caught up at the next tick (prompts only within ``schedule.prompt_grace_hours``), a restart sends
-nothing twice, and ``listserv jobs run NAME --at …`` can run the same task by hand. Only the process
-holding the ``lease`` row runs the tasks when several share a database (APScheduler alone ran jobs
-5–8 times in 4 with two processes on one job store).
+translation check, daily and weekly digests, reminders, the weekly summary, the monthly report, the
+yearly reconfirmation and the rooms' open windows. Every task is idempotent by its own records
+(``sent_prompt``, ``sent_digest``, ``job_run``, ``reminded_at`` …), so a missed run is caught up at the
+next tick (prompts only within ``schedule.prompt_grace_hours``), a restart sends nothing twice, and
+``listserv jobs run NAME --at …`` can run the same task by hand. Only the process holding the ``lease``
+row runs the tasks when several share a database (APScheduler alone ran jobs 5–8 times in 4 with two
+processes on one job store).
 """
 
 from __future__ import annotations
@@ -21,29 +22,40 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from digests import send_digests
 from listserv.config import Settings
+from listserv.membership.guests import Guests
+from listserv.membership.standing import Standing
+from listserv.moderation.openings import Openings
 from listserv.moderation.reminders import Reminders
 from listserv.outgoing.publish import Publisher
-from listserv.store.models import Lease
+from listserv.store.models import Delivery, Lease, Outbox
 from listserv.weekly.calendar import iso_week, prompt_time
 from listserv.weekly.prompts import Weekly
+from listserv.weekly.report import Reports
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 150  # > 2 ticks: a living holder always renews in time
-TASKS = ("prompts", "digests", "reminders", "summary")
+TASKS = ("prompts", "digests", "reminders", "summary", "report", "guests", "reconfirm", "windows")
 
 
 def acquire_lease(session: Session, holder: str, now: datetime, name: str = "scheduler") -> bool:
-    """Take or renew the lease; False while another process holds an unexpired one."""
+    """Take or renew the lease; False while another living process holds an unexpired one. A holder
+    that was a process of this host and is gone (killed, crashed) is replaced at once: otherwise a
+    restarted serve ran no task for up to LEASE_SECONDS, and a serve restarted more often than that
+    never did."""
     expires = now + timedelta(seconds=LEASE_SECONDS)
+    current = session.scalar(select(Lease.holder).where(Lease.name == name))
+    takeover = Lease.holder == holder
+    if current is not None and current != holder and is_gone(current):
+        takeover |= Lease.holder == current  # still that holder when we write: one process wins
     renewed = session.execute(
         update(Lease)
-        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
+        .where(Lease.name == name, takeover | (Lease.expires_at < now))
         .values(holder=holder, expires_at=expires)
     ).rowcount
     if renewed:
@@ -57,6 +69,31 @@ def acquire_lease(session: Session, holder: str, now: datetime, name: str = "sch
     return True
 
 
+def lease_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_gone(holder: str) -> bool:
+    """``holder`` (``host:pid``) names a process of this host that no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    return False
+
+
+def database_busy(error: OperationalError) -> bool:
+    """SQLite's write lock still taken by others when ``busy_timeout`` ran out: under a heavy write load
+    (the worker's groups, the spool, the senders) a writer that comes once a minute can lose every
+    retry for 30 s. Not a fault of the task; the other tasks of the tick must still run."""
+    return "database is locked" in str(error.orig)
+
+
 @dataclass(eq=False)
 class Jobs:
     engine: Engine
@@ -66,7 +103,11 @@ class Jobs:
     publisher: Publisher
     clock: Callable[[], datetime]
     after: Callable[[], None]  # wake the senders: a task may have queued mail
-    holder: str = field(init=False, default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    standing: Standing  # the yearly reconfirmation
+    openings: Openings  # rooms' open windows: what waited is published at the opening
+    guests: Guests  # invitations past their end become ``expired`` (and audited)
+    reports: Reports
+    holder: str = field(init=False, default_factory=lease_holder)
 
     def tick(self) -> None:
         """Every minute, under the lease: run what is due."""
@@ -75,7 +116,12 @@ class Jobs:
             if not acquire_lease(session, self.holder, now):
                 return
         for task in TASKS:
-            self.run(task, now)
+            try:
+                self.run(task, now)
+            except OperationalError as error:  # each task is idempotent: the next tick tries it again
+                if not database_busy(error):
+                    raise
+                log.warning("%s: the database stayed locked; tried again at the next tick", task)
 
     def run(self, task: str, now: datetime | None = None) -> int:
         """One task now, with the same idempotence keys as the scheduler; returns what it queued."""
@@ -107,6 +153,33 @@ class Jobs:
 
     def _summary(self, session: Session, now: datetime) -> int:
         return self.weekly.send_summaries(session, now)
+
+    def _guests(self, session: Session, now: datetime) -> int:
+        """Access already stopped at ``until`` (``store/guests`` checks it); this records the end."""
+        return self.guests.expire(session, now)
+
+    def _reconfirm(self, session: Session, now: datetime) -> int:
+        return self.standing.reconfirm(session, now)
+
+    def _windows(self, session: Session, now: datetime) -> int:
+        return self.openings.release(session, now)
+
+    def _report(self, session: Session, now: datetime) -> int:
+        return self.reports.send_report(session, now)
+
+
+def send_now(engine: Engine, planned_at: datetime, now: datetime) -> int:
+    """``jobs run … --at`` a future time: the mail is built as of that time (its rows say so) but is
+    due now, not when that time comes. Only rows stamped with exactly that time are touched."""
+    moved = 0
+    with Session(engine) as session, session.begin():
+        for table in (Delivery, Outbox):
+            moved += session.execute(
+                update(table)
+                .where(table.state == "queued", table.created_at == planned_at, table.next_attempt_at > now)
+                .values(next_attempt_at=now)
+            ).rowcount
+    return moved
 
 
 def build_scheduler(timezone: str, tick: Callable[[], None]) -> AsyncIOScheduler:

@@ -198,6 +198,11 @@ class ServeProcess:
         wait_for(self._accepts, timeout=20, what=f"listserv serve to listen on {self.port}")
         return self
 
+    def fully_started(self) -> ServeProcess:
+        """Every part up, web last (``Forum.start``): SMTP answers before the rest of serve is built."""
+        wait_for(lambda: "web archive on" in self.log_text(), timeout=30, what="serve to start every part")
+        return self
+
     def _accepts(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
@@ -315,6 +320,16 @@ class Sink:
             lambda: len(self.to(address, list_copies)) >= count, timeout, f"{count} message(s) to {address}"
         )
         return self.to(address, list_copies)
+
+    def wait_notice(self, address: str, timeout: float = 15.0) -> EmailMessage:
+        """The moderation notice to ``address`` (answered through its ``-moderate+CODE`` Reply-To), not
+        whatever other mail a moderator happens to receive first (a reminder, a summary)."""
+
+        def notices() -> list[EmailMessage]:
+            return [m for m in self.to(address) if "-moderate+" in str(m.get("Reply-To", ""))]
+
+        wait_for(lambda: bool(notices()), timeout, f"a moderation notice to {address}")
+        return notices()[0]
 
 
 @pytest.fixture

@@ -86,3 +86,52 @@ def test_parse_mailboxes_keeps_the_good_ones() -> None:
         ("Müller, Hans", "hans@example.de"),
         ("", "ana@example.org"),
     ]
+
+
+# What flanker's public parser has to say, in the shapes mail and rosters bring: display names plain,
+# quoted and encoded, IDNA host names (good and bad), comments, URLs, groups, junk and the length limit.
+FLANKER_CASES = [
+    "Bob@Example.ORG",
+    "Bob <bob@example.org>",
+    '"Müller, Hans" <hans@Example.DE>',
+    "=?utf-8?q?M=C3=BCller?= <hans@example.de>",
+    "=?utf-8?q?chief@gov.example.org?=",
+    "bob@xn--mller-kva.example",
+    "bob@xn--zz.example",
+    "bob@müller.example",
+    "bob@exa mple.org",
+    "ana@intranet.internal",
+    "a@b",
+    "bob",
+    "bob..x@example.org",
+    '"bob..x"@example.org',
+    "bob(comment)@example.org",
+    "bob@[192.0.2.1]",
+    "http://example.org/path?q",
+    "x@example.net, y@example.net",
+    "Group: a@example.org;",
+    "<>",
+    "<bob@example.org",
+    "bob@example.org>",
+    "Bob Smith bob@example.org",
+    "бюро@пример.рф",
+    "用户@例子.广告",
+    "a" * 1020 + "@b.org",
+    "a" * 1030 + "@b.org",
+    "\u00a0bob@example.org",
+    "bob@example.org\u200b",
+    "'; DROP TABLE member; --@example.org",
+]
+
+
+@pytest.mark.parametrize("text", FLANKER_CASES)
+def test_our_call_of_flankers_parser_gives_what_its_public_parse_gives(text: str) -> None:
+    """``addresses`` calls flanker's parser without its ``address`` module (which imports flanker's MIME
+    package, ~17 MB): it must give the address ``address.parse(text, strict=True)`` gives."""
+    from flanker.addresslib import address
+
+    from listserv.mail.addresses import _flanker_address
+
+    parsed = address.parse(text.strip(), strict=True)
+    expected = str(parsed.address) if isinstance(parsed, address.EmailAddress) else None
+    assert _flanker_address(text.strip()) == expected

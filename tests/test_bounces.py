@@ -35,7 +35,7 @@ def dsn(recipient: str, action: str = "failed", status: str = "5.1.1", number: i
 @pytest.fixture(autouse=True)
 def members(relayed_engine: Engine, relayed_settings: Settings) -> None:
     add_members(
-        relayed_engine, relayed_settings, {"email": GONE, "name": "Gone", "country": "Peru", "lists": "ta-en"}
+        relayed_engine, relayed_settings, {"email": GONE, "name": "Gone", "country": "PE", "lists": "ta-en"}
     )
 
 

@@ -122,8 +122,8 @@ def site(live: RunningForum, relayed_engine: Engine, relayed_settings: Settings)
     add_members(
         relayed_engine,
         relayed_settings,
-        {"email": DELEGATE, "name": "Amina Diallo", "country": "Senegal", "lists": "ta-en;ta-fr"},
-        {"email": COLLEAGUE, "name": "Kofi Mensah", "country": "Ghana", "lists": "ta-en"},
+        {"email": DELEGATE, "name": "Amina Diallo", "country": "SN", "lists": "ta-en;ta-fr"},
+        {"email": COLLEAGUE, "name": "Kofi Mensah", "country": "GH", "lists": "ta-en"},
     )
     for address in (DELEGATE, MOD_EN):
         set_password(relayed_engine, address)

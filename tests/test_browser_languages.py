@@ -34,8 +34,8 @@ def site(live: RunningForum, relayed_engine: Engine, relayed_settings: Settings)
     add_members(
         relayed_engine,
         relayed_settings,
-        {"email": LEILA, "name": "ليلى حداد", "country": "Jordan", "lists": "ta-ar", "language": "ar"},
-        {"email": WANG, "name": "王芳", "country": "China", "lists": "ta-zh", "language": "zh"},
+        {"email": LEILA, "name": "ليلى حداد", "country": "JO", "lists": "ta-ar", "language": "ar"},
+        {"email": WANG, "name": "王芳", "country": "CN", "lists": "ta-zh", "language": "zh"},
         {"email": "omar@example.org", "name": "Omar Khalil (UNDP)", "lists": "ta-ar", "language": "ar"},
         {"email": "li@example.org", "name": "李明", "lists": "ta-zh", "language": "zh"},
     )

@@ -71,12 +71,35 @@ def test_room_problems_listed_together() -> None:
 
 def test_room_overrides_site_block_key_by_key() -> None:
     raw = shipped_config()
-    raw["delivery"] = {"relay": {"host": "relay.example.org", "port": 2525}}
-    raw["rooms"].append({"name": "health", "delivery": {"relay": {"host": "other.example.org"}}})
+    raw["delivery"] = {"relay": {"host": "relay.example.org", "port": 2525}, "dmarc": "wrap"}
+    raw["rooms"].append({"name": "health", "delivery": {"subject_prefix": "[H]", "batch_size": 10}})
     settings = parse_settings(raw)
-    assert settings.room("ta").delivery.relay.host == "relay.example.org"
-    assert settings.room("health").delivery.relay.host == "other.example.org"
-    assert settings.room("health").delivery.relay.port == 2525
+    assert settings.room("ta").delivery.subject_prefix is None
+    assert settings.room("health").delivery.subject_prefix == "[H]"
+    assert settings.room("health").delivery.batch_size == 10
+    assert settings.room("health").delivery.dmarc == "wrap"
+    assert settings.room("health").delivery.relay.port == 2525  # the site's, inherited
+
+
+def test_a_room_cannot_set_what_one_part_serves_for_the_whole_site() -> None:
+    raw = shipped_config()
+    raw["delivery"] = {"relay": {"host": "relay.example.org"}}
+    raw["rooms"].append(
+        {
+            "name": "health",
+            "delivery": {"relay": {"host": "other.example.org"}, "connections": 8},
+            "moderation": {"trusted_authserv_id": "mx.example.org", "hold": "non_staff"},
+        }
+    )
+    raw["rooms"].append({"name": "same", "delivery": {"relay": {"host": "relay.example.org"}}})
+    assert problems_of(raw) == [
+        "rooms[1].delivery.relay: one value serves the whole site; "
+        "set delivery.relay at the top level, not per room",
+        "rooms[1].delivery.connections: one value serves the whole site; "
+        "set delivery.connections at the top level, not per room",
+        "rooms[1].moderation.trusted_authserv_id: one value serves the whole site; "
+        "set moderation.trusted_authserv_id at the top level, not per room",
+    ]
 
 
 def test_yaml_syntax_error_is_one_line(tmp_path: Path) -> None:

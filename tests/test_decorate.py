@@ -114,8 +114,8 @@ EXPECTED_FIELDS = {
     "List-Help": "<mailto:ta-en-request@forum.example.org?subject=help>",
     "List-Owner": "<mailto:ta-en-owner@forum.example.org>",
     "List-Archive": "<https://forum.example.org/lists/ta-en/>",
-    "List-Unsubscribe": "<mailto:ta-en-request@forum.example.org?subject=unsubscribe>, "
-    "<https://forum.example.org/unsubscribe/t0k3n>",
+    "List-Unsubscribe": "<https://forum.example.org/unsubscribe/t0k3n>, "
+    "<mailto:ta-en-request@forum.example.org?subject=unsubscribe>",
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     "Archived-At": "<https://forum.example.org/lists/ta-en/message/abc123/>",
     "Precedence": "list",

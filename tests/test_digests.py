@@ -612,12 +612,12 @@ def test_a_digest_recipient_the_relay_defers_gets_it_later(
     readers = ["first@example.org", "busy@example.org"]
     set_modes(relayed_engine, relayed_settings, {a: ("ta-en", "digest", "daily", "mime") for a in readers})
     archive(relayed_engine, "ta-en", "root", clock.now - timedelta(hours=2))
-    publisher = build_parts(relayed_settings).publisher
+    parts = build_parts(relayed_settings)
     with Session(relayed_engine) as session, session.begin():
-        send_digests(session, relayed_settings, publisher, "daily", clock.now)
+        send_digests(session, relayed_settings, parts.publisher, "daily", clock.now)
     sink.refuse["busy@example.org"] = "450 4.2.1 Mailbox busy"
     transport = Transport(relayed_settings.delivery.relay, relayed_settings.site.data_dir / "outbox")
-    deliverer = Deliverer(relayed_engine, relayed_settings, transport, clock)
+    deliverer = Deliverer(relayed_engine, relayed_settings, transport, clock, parts.tokens)
     try:
         deliverer.send_due()
         assert sink.recipients() == ["first@example.org"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from listserv.config import SHIPPED_TEMPLATES
-from tests.conftest import ServeProcess, free_port, make_config, run_cli
+from tests.conftest import ServeProcess, free_port, make_config, run_cli, wait_for
 
 SIX = ["en", "fr", "es", "ar", "zh", "ru"]
 TEMPLATES = sum(path.suffix in (".txt", ".html") for path in (SHIPPED_TEMPLATES / "mail" / "en").iterdir())
@@ -101,9 +101,10 @@ def test_serve_warns_per_list_in_its_log(tmp_path: Path) -> None:
     config_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     assert run_cli(config_file, "init").returncode == 0
     serve = ServeProcess(config_file, port).start()
-    try:
+    try:  # logged as the rest of serve comes up, after the SMTP side (staged start)
+        wait_for(lambda: "web archive on" in serve.log_text(), what="serve to have started every part")
         log = serve.log_text()
     finally:
         serve.stop()
-    assert "WARNING listserv.cli: list ta-zh: no moderator in 'zh'" in log
+    assert "WARNING listserv.cli.serve: list ta-zh: no moderator in 'zh'" in log
     assert "list ta-en" not in log

@@ -118,6 +118,20 @@ def test_a_resent_message_is_acknowledged_but_handled_once(forum: RunningForum, 
     ]
 
 
+def test_two_addresses_of_one_list_and_kind_in_one_message_are_one_route(
+    forum: RunningForum, engine: Engine
+) -> None:
+    # Routes are inserted at once, not through the unit of work: the second address must not be a
+    # second route (the unique key would refuse it and the message would fail), as before.
+    codes = ["ta-en-moderate+K7QX-M2PA@forum.example.org", "ta-en-moderate+ZT4H-D9QX@forum.example.org"]
+    with smtplib.SMTP("127.0.0.1", forum.port) as client:
+        client.sendmail("ana@example.org", codes, POST)
+    wait_processed(engine)
+    [row] = stored(engine)
+    assert row.state == "processed" and row.error is None
+    assert routes(engine) == [("ta-en", "moderate", "K7QX-M2PA", "<first-post@example.org>")]
+
+
 def test_size_is_advertised_and_enforced(forum: RunningForum, settings_limit: int) -> None:
     with smtplib.SMTP("127.0.0.1", forum.port) as client:
         client.ehlo()

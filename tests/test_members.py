@@ -19,8 +19,8 @@ from tests.conftest import make_config, run_cli
 
 HEADER = "email,name,country,lists,role,delivery,language\n"
 GOOD = HEADER + (
-    "Ana@Example.ORG,Ana Pérez,Chile,ta-es;ta-en,delegate,each,es\n"
-    "jean@example.fr,Jean Dupont,France,ta-fr,staff,digest,fr\n"
+    "Ana@Example.ORG,Ana Pérez,CL,ta-es;ta-en,delegate,each,es\n"
+    "jean@example.fr,Jean Dupont,FR,ta-fr,staff,digest,fr\n"
 )
 
 
@@ -50,17 +50,17 @@ def test_addresses_are_normalised_and_case_blind(engine: Engine, settings: Setti
     import_text(engine, settings, GOOD)
     with Session(engine) as session:
         ana = find_member(session, "ANA@example.org")
-        assert ana is not None and ana.email == "Ana@example.org" and ana.country == "Chile"
-    again = HEADER + "ana@EXAMPLE.org,Ana Pérez,Chile,ta-es;ta-en,delegate,each,es\n"
+        assert ana is not None and ana.email == "Ana@example.org" and ana.country == "CL"
+    again = HEADER + "ana@EXAMPLE.org,Ana Pérez,CL,ta-es;ta-en,delegate,each,es\n"
     assert import_text(engine, settings, again) == (0, 1, 0)  # same person; the written form updated
 
 
 def test_bad_rows_are_all_reported_and_nothing_is_imported(engine: Engine, settings: Settings) -> None:
     bad = GOOD + (
-        "bob,Bob,Peru,ta-en,delegate,each,en\n"
-        "carla@example.org,Carla,Peru,ta-de,boss,weekly,de\n"
-        "dan@example.org,Dan,Peru,ta-en\n"
-        "jean@EXAMPLE.fr,Jean,France,ta-fr,staff,each,fr\n"
+        "bob,Bob,PE,ta-en,delegate,each,en\n"
+        "carla@example.org,Carla,PE,ta-de,boss,weekly,de\n"
+        "dan@example.org,Dan,PE,ta-en\n"
+        "jean@EXAMPLE.fr,Jean,FR,ta-fr,staff,each,fr\n"
     )
     try:
         read_roster(bad, settings)
@@ -71,7 +71,8 @@ def test_bad_rows_are_all_reported_and_nothing_is_imported(engine: Engine, setti
     assert problems == [
         "line 4: 'bob' is not an email address",
         "line 5: unknown list 'ta-de' (known: ta-en, ta-fr, ta-es); role 'boss' must be one of delegate, "
-        "staff; delivery 'weekly' must be one of each, digest, none; language 'de' must be one of en, fr, es",
+        "staff, focal_point; delivery 'weekly' must be one of each, digest, none; "
+        "language 'de' must be one of en, fr, es",
         "line 6: expected 7 columns, found 4",
         "line 7: jean@example.fr already appears on line 3",
     ]
@@ -82,7 +83,7 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, db_url: str) -> None:
     config_file.write_text(yaml.safe_dump(make_config(tmp_path, db_url)), encoding="utf-8")
     assert run_cli(config_file, "init").returncode == 0
     csv_file = tmp_path / "members.csv"
-    csv_file.write_text(GOOD + "bob,Bob,Peru,ta-en,delegate,each,en\n", encoding="utf-8")
+    csv_file.write_text(GOOD + "bob,Bob,PE,ta-en,delegate,each,en\n", encoding="utf-8")
     result = run_cli(config_file, "members", "import", str(csv_file))
     assert result.returncode == 1
     assert "line 4: 'bob' is not an email address" in result.stderr
@@ -98,7 +99,7 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, db_url: str) -> None:
         assert sorted(row.recipients[0] for row in welcomes) == ["Ana@example.org", "jean@example.fr"]
     engine.dispose()
     listing = run_cli(config_file, "members", "list", "--list", "ta-fr").stdout
-    assert "jean@example.fr\tJean Dupont\tFrance\tstaff\tta-fr:digest" in listing
+    assert "jean@example.fr\tJean Dupont\tFR\tstaff\tta-fr:digest" in listing
     assert "Ana@example.org" not in listing
 
 

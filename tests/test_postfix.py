@@ -131,8 +131,8 @@ def round_trip(
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
     assert run_cli(config_file, "init").returncode == 0
-    run_cli(config_file, "members", "add", MEMBERS[0], "--lists", "ta-fr")
-    run_cli(config_file, "members", "add", MEMBERS[1], "--lists", "ta-fr")
+    run_cli(config_file, "members", "add", MEMBERS[0], "--lists", "ta-fr", "--no-welcome")
+    run_cli(config_file, "members", "add", MEMBERS[1], "--lists", "ta-fr", "--no-welcome")
 
     # Outside pytest's 0700 tmp tree: Postfix's daemons run as the postfix user and read the maps.
     folder = Path(tempfile.mkdtemp(prefix="listserv-postfix-"))
@@ -170,7 +170,7 @@ def test_a_post_goes_round_trip_through_postfix(round_trip: tuple[int, Sink, Pos
         send(
             postfix_port, MEMBERS[0], "ta-fr@forum.example.org", "Formation des formateurs", "Bonjour à tous"
         )
-        [notice] = sink.wait_to(MODERATOR, timeout=60)
+        notice = sink.wait_notice(MODERATOR, timeout=60)
         assert "(Postfix)" in str(notice.get_all("Received"))  # it went out through Postfix
         reply_to_notice(postfix_port, notice, MODERATOR, "approuver")
         wait_for(

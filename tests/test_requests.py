@@ -24,7 +24,7 @@ def members(relayed_engine: Engine, relayed_settings: Settings) -> None:
     add_members(
         relayed_engine,
         relayed_settings,
-        {"email": ANA, "name": "Ana", "country": "Chile", "lists": "ta-es;ta-fr", "language": "es"},
+        {"email": ANA, "name": "Ana", "country": "CL", "lists": "ta-es;ta-fr", "language": "es"},
     )
 
 

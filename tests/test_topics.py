@@ -399,6 +399,7 @@ CONTEXTS = {
         "fallback_language": "anglais",
         "language_name": "français",
         "propose_address": "ta-fr-propose@forum.example.org",
+        "participation": "Last week on this list: 42 posts from 17 member states.",
     },
     "moderator_translation_missing.txt": {"week": "2026-W50", "title": "Budget", "missing": ["es", "ar"]},
     "moderator_translation_request.txt": {

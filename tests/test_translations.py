@@ -33,7 +33,7 @@ PROTOCOL = ROOT / "templates" / "protocol"
 LOCALE = ROOT / "listserv" / "locale"
 LANGUAGES = ["fr", "es", "ar", "zh", "ru"]
 PLURAL_FORMS = {"fr": 2, "es": 2, "ar": 6, "zh": 1, "ru": 3}
-YAML_FILES = ["commands.yaml", "requests.yaml", "reasons.yaml"]
+YAML_FILES = ["commands.yaml", "requests.yaml", "reasons.yaml", "guests.yaml"]
 TEMPLATES = sorted(p.name for p in (MAIL / "en").iterdir() if p.suffix in {".txt", ".html"})
 
 # Known departures from the English, reported and awaiting a decision. strict: once fixed, the entry

@@ -21,7 +21,7 @@ def delegate(engine: Engine, settings: Settings) -> None:
     add_members(
         engine,
         settings,
-        {"email": DELEGATE, "lists": "ta-en;ta-fr", "name": "Ana Lima", "country": "Brazil"},
+        {"email": DELEGATE, "lists": "ta-en;ta-fr", "name": "Ana Lima", "country": "BR"},
     )
     set_password(engine, DELEGATE)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from listserv.config import ConfigError, Settings, parse_settings
@@ -356,7 +356,30 @@ def test_a_session_ends_on_the_server_after_session_days(
     with Session(engine) as session, session.begin():
         row = session.scalars(select(WebSession)).one()
         row.created_at -= timedelta(days=settings.web.session_days, seconds=1)
+    web.site.viewers.clear()  # as if the few seconds a viewer is cached for (ViewerCache) had passed
     assert not signed_in(web)  # the cookie itself, re-signed on every page, would still be accepted
+
+
+def test_the_viewer_is_loaded_once_then_cached_until_a_form_changes_something(
+    web: WebClient, engine: Engine, delegate: str
+) -> None:
+    web.sign_in(delegate)
+    loads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "web_session" in statement:
+            loads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert web.get("/lists/").status_code == 200
+        assert len(loads) == 1  # once for the request
+        assert web.get("/account").status_code == 200 and web.get("/lists/").status_code == 200
+        assert len(loads) == 1  # then from the cache
+        assert web.post("/logout").status_code == 303  # a form: the cache is emptied
+        assert web.get("/lists/").status_code == 303  # signed out at once, not seconds later
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(served: str, delegate: str) -> None:

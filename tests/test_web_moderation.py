@@ -31,7 +31,7 @@ def people(engine: Engine, settings: Settings) -> None:
     add_members(
         engine,
         settings,
-        {"email": DELEGATE, "lists": "ta-en;ta-fr", "name": "Ana Lima", "country": "Brazil"},
+        {"email": DELEGATE, "lists": "ta-en;ta-fr", "name": "Ana Lima", "country": "BR"},
     )
     for address in (DELEGATE, MOD_EN, MOD_FR, CHIEF):
         set_password(engine, address)

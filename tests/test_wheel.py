@@ -116,6 +116,8 @@ def test_the_wheel_runs_init_and_serve_from_anywhere(installed: Path, tmp_path: 
         assert serve.poll() is None, (tmp_path / "serve.log").read_text()
         for sender in ("ana@example.org", "stranger@example.net"):
             _post(smtp_port, sender)
+        served = tmp_path / "serve.log"  # the first 220 comes before the web listens (staged start)
+        wait_for(lambda: b"web archive on" in served.read_bytes(), timeout=30, what="the web to listen")
         page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/password/forgot", timeout=10)
         assert page.status == 200 and b"<form" in page.read()
         css = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/static/style.css", timeout=10)

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from digests.send import rebuild_issue
+from listserv.admin.erasure_journal import journal_path, keep_apart
 from listserv.admin.erasure_text import Fingerprint, fingerprint, mentions, words
 from listserv.archive import index
 from listserv.config import Settings
@@ -40,6 +41,7 @@ from listserv.mail.subjects import subject_key
 from listserv.moderation.audit import AuditEntry, record
 from listserv.moderation.codes import derive_code
 from listserv.outgoing.publish import Publisher
+from listserv.outgoing.transport import maildir_files
 from listserv.store.keys import key_hash
 from listserv.store.models import (
     ArchivedPost,
@@ -132,9 +134,13 @@ class Eraser:
         posts = self._posts(session, wanted, list_name)
         helds = self._helds(session, wanted, list_name)
         lists = sorted({post.list_name for post in posts} | {held.list_name for held in helds})
+        received = session.scalars(select(Received).where(Received.message_id == wanted)).all()
+        if not lists and list_name and any(row.state == "new" for row in received):
+            # Stored and not yet seen by the worker (a snapshot taken before it ran, being restored):
+            # erased now, or the worker would hold or publish it again.
+            lists = [list_name]
         if not lists:
             self._refuse(session, wanted, list_name)
-        received = session.scalars(select(Received).where(Received.message_id == wanted)).all()
         source = posts[0].raw if posts else received[0].raw if received else b""
         subject = posts[0].subject_key if posts else subject_key(helds[0].subject, "") if helds else ""
         codes = tuple(derive_code(self.secret, held.code_nonce) for held in helds)
@@ -284,6 +290,7 @@ class Eraser:
         )
         session.add(row)
         session.flush()
+        keep_apart(session, row, journal_path(self.settings.site.data_dir))
         return row.id
 
     def quoting_replies(self, engine: Engine, message_id: str, list_name: str | None = None) -> list[Quote]:
@@ -330,6 +337,7 @@ def stand_in(post: ArchivedPost, hashed_id: str, now: datetime) -> None:
     post.message_id = hashed_id
     post.raw = b""
     post.delivered_raw = None
+    post.display = post.search_text = None  # what the pages showed of it
     post.sender = ""
     post.subject = ""
     post.subject_key = ""
@@ -353,9 +361,9 @@ def remove_maildir_copies(maildir: Path, raws: set[bytes]) -> int:
         return 0
     wanted = [raw for raw in raws if raw]
     removed = 0
-    for path in maildir.glob("*/*"):
-        if path.is_file() and any(path.read_bytes().endswith(raw) for raw in wanted):
-            path.unlink()
+    for path, raw_file in maildir_files(maildir):
+        if any(raw_file.endswith(raw) for raw in wanted):
+            path.unlink(missing_ok=True)
             removed += 1
     return removed
 

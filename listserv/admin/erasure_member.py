@@ -4,11 +4,13 @@
   seats; ``confirmation`` tokens; items still waiting for a moderator (their reply codes), with the mail
   that brought them; every stored inbound mail that is not a post and names them (requests, bounces);
   every notice to, from or about them; their address in ``delivery`` rows still to send.
+- their invitations as a guest of a discussion (``guest`` rows); who invited a guest keeps a pseudonym.
 - ``audit``, decisions and topics keep a pseudonym (a keyed hash) instead of the address.
 - their posts: with ``--with-posts`` each is erased as ``erase --message`` does (a tombstone each);
   without, the address and name in the stored bytes' address fields become "former participant (their
-  member state)", in the archive, the received copy, the decorated copy, the search index and the digests
-  that carried them. Their words in the bodies are kept, as are others' replies naming them.
+  member state)" in the list's language (``templates/mail/<lang>/erasure.yaml``), in the archive, the
+  received copy, the decorated copy, the search index and the digests that carried them. Their words in
+  the bodies are kept, as are others' replies naming them.
 - login failure counters are in memory only (``web/limits.py``): a restart forgets them.
 """
 
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
-from sqlalchemy import Engine, delete, event, func, or_, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digests.send import rebuild_issue
@@ -32,17 +35,24 @@ from listserv.admin.erasure import (
     secure,
     vacuum,
 )
-from listserv.admin.erasure_text import former, names_person, pseudonym, replace_person
-from listserv.archive import index
+from listserv.admin.erasure_journal import journal_path, keep_apart
+from listserv.admin.erasure_text import FORMER_ADDRESS, names_person, pseudonym, replace_person
+from listserv.archive import derived, index
+from listserv.mail.templates import FALLBACK
+from listserv.membership.owner import NOMINATION, nomination_of
 from listserv.moderation.audit import AuditEntry, record
 from listserv.moderation.queue import ERASURE, Consequence
 from listserv.outgoing.notices import Notifier
+from listserv.outgoing.transport import maildir_files
+from listserv.store import countries
+from listserv.store.db import after_outer_commit
 from listserv.store.keys import key_hash
 from listserv.store.models import (
     ArchivedPost,
     Audit,
     Confirmation,
     Delivery,
+    Guest,
     Held,
     Member,
     Outbox,
@@ -60,7 +70,7 @@ def erase_member(eraser: Eraser, engine: Engine, address: str, request: Request,
         secure(session)
         Person(eraser, session, address.strip(), erased).erase(request, with_posts)
     erased.files = remove_maildir_copies(eraser.maildir(), erased.raws)
-    erased.files += remove_person_files(eraser, address, erased.names)
+    erased.files += remove_person_files(eraser.maildir(), address, erased.names)
     vacuum(engine)
     return erased
 
@@ -77,7 +87,7 @@ class Person:
 
     def erase(self, request: Request, with_posts: bool) -> None:
         posts = self._posts()
-        if self.member is None and not posts and not self._held():
+        if self.member is None and not posts and not self._held() and not self._nominations():
             self._refuse()
         erased = self.erased
         if request.requested_by.lower() == self.key:  # they asked: their tombstones name a pseudonym
@@ -92,6 +102,8 @@ class Person:
         self._forget_mail()
         self._pseudonymise()
         if self.member is not None:
+            # Their invitations as a guest go with them (the foreign key cascades too; said here).
+            self.session.execute(delete(Guest).where(Guest.member_id == self.member.id))
             self.session.delete(self.member)
         self.session.execute(delete(Confirmation).where(func.lower(Confirmation.address) == self.key))
         row = Tombstone(
@@ -105,6 +117,7 @@ class Person:
         )
         self.session.add(row)
         self.session.flush()
+        keep_apart(self.session, row, journal_path(self.eraser.settings.site.data_dir))
         erased.tombstones.append(row.id)
         detail = f"tombstone #{row.id} ({self.alias}): {request.reason}"
         record(
@@ -134,29 +147,37 @@ class Person:
     def _held(self) -> list[Held]:
         return list(self.session.scalars(select(Held).where(func.lower(Held.sender) == self.key)))
 
+    def _nominations(self) -> list[Held]:
+        """A focal point's nomination or withdrawal naming them: it holds their address (and the mail
+        that carried it), though its sender is the focal point."""
+        found = self.session.scalars(select(Held).where(Held.kind == NOMINATION))
+        return [held for held in found if str(nomination_of(held).get("nominee", "")).lower() == self.key]
+
     def _held_names(self) -> list[str]:
         return [held.sender_name for held in self._held()]
 
     def _anonymise(self, posts: list[ArchivedPost]) -> None:
-        """Their posts stay, "former participant" in the address fields of every stored copy."""
+        """Their posts stay, "former participant" (``_shown``) in the address fields of every stored copy."""
         if not posts:
             return
         digests = self._digests_with(posts)
         index.remove_posts(self.session, [post.id for post in posts])
-        name, addr = former(self.country)
+        addr = FORMER_ADDRESS
         for post in posts:
             self.erased.raws.update(raw for raw in (post.raw, post.delivered_raw) if raw)
-            post.raw = self._rewrite(post.raw)
-            post.delivered_raw = self._rewrite(post.delivered_raw) if post.delivered_raw else None
+            shown = self._shown(post.list_name)
+            post.raw = self._rewrite(post.raw, shown)
+            post.delivered_raw = self._rewrite(post.delivered_raw, shown) if post.delivered_raw else None
             post.sender = addr
             received = self.session.get(Received, post.received_id) if post.received_id else None
             if received is not None:
                 self.erased.raws.add(received.raw)
-                received.raw, received.mail_from = self._rewrite(received.raw), addr
+                received.raw, received.mail_from = self._rewrite(received.raw, shown), addr
+            derived.refresh(post)  # the pages' text shows "former participant" too
             self.session.flush()
             index.index_post(self.session, post, index.list_language(self.session, post.list_name))
         for held in self._held():
-            held.sender, held.sender_name = addr, name
+            held.sender, held.sender_name = addr, self._shown(held.list_name)
         self.session.execute(update(Route).where(func.lower(Route.sender) == self.key).values(sender=addr))
         for digest in digests:
             self.erased.raws.add(digest.raw or b"")
@@ -164,11 +185,25 @@ class Person:
             self.erased.digests += 1
         self.erased.posts += len(posts)
 
-    def _rewrite(self, raw: bytes) -> bytes:
-        edited = replace_person(raw, self.address, self.name, self.country)
+    def _rewrite(self, raw: bytes, shown: str) -> bytes:
+        edited = replace_person(raw, self.address, self.name, shown)
         for name in self.erased.names - {self.name}:
-            edited = replace_person(edited, self.address, name, self.country)
+            edited = replace_person(edited, self.address, name, shown)
         return edited
+
+    def _shown(self, list_name: str) -> str:
+        """The name their posts now carry, in the list's language: "ancien participant (Chili)"."""
+        found = self.eraser.settings.lists.get(list_name)
+        language = found.language if found else FALLBACK
+        if not self.country:
+            return self._words(language, "former")
+        country = countries.name(self.country, language)
+        return self._words(language, "former_of").format(country=country)
+
+    def _words(self, language: str, key: str) -> str:
+        templates = self.eraser.publisher.templates
+        found = templates.catalogue(language, "erasure.yaml").get(key)
+        return str(found or templates.catalogue(FALLBACK, "erasure.yaml")[key])
 
     def _digests_with(self, posts: list[ArchivedPost]) -> list[SentDigest]:
         found: dict[int, SentDigest] = {}
@@ -187,7 +222,7 @@ class Person:
     def _forget_held(self) -> None:
         """What still waits for a moderator cannot be decided for a person who is gone. Their erasure
         request itself stays, anonymous, for the decision being made on it and its audit."""
-        for held in self._held():
+        for held in self._held() + self._nominations():
             if held.kind == ERASURE:
                 received = self.session.get(Received, held.received_id) if held.received_id else None
                 held.sender, held.sender_name, held.subject = self.alias, "", ""
@@ -242,6 +277,9 @@ class Person:
             held.decided_by = self.alias
         for topic in self.session.scalars(select(Topic).where(func.lower(Topic.proposer) == self.key)):
             topic.proposer = self.alias
+        self.session.execute(
+            update(Guest).where(func.lower(Guest.invited_by) == self.key).values(invited_by=self.alias)
+        )
 
 
 def replace_text(value: str, needles: Iterable[str], replacement: str) -> str:
@@ -255,15 +293,17 @@ def replace_text(value: str, needles: Iterable[str], replacement: str) -> str:
     return value
 
 
-def remove_person_files(eraser: Eraser, address: str, names: set[str]) -> int:
-    """Maildir files to, from or about them: copies they received, notices, digests before rebuilding."""
-    folder = eraser.maildir()
+def remove_person_files(
+    folder: Path, address: str, names: set[str], keep: frozenset[bytes] = frozenset()
+) -> int:
+    """Maildir files to, from or about them: copies they received, notices, digests before rebuilding;
+    not those ending with a ``keep`` string (the notice telling them, if already sent)."""
     if not folder.is_dir():
         return 0
     removed = 0
-    for path in folder.glob("*/*"):
-        if path.is_file() and names_person(path.read_bytes(), address.lower(), names):
-            path.unlink()
+    for path, raw in maildir_files(folder):
+        if names_person(raw, address.lower(), names) and not any(raw.endswith(kept) for kept in keep):
+            path.unlink(missing_ok=True)
             removed += 1
     return removed
 
@@ -280,16 +320,17 @@ def erase_on_request(eraser: Eraser, notifier: Notifier) -> dict[str, Consequenc
         secure(session)
         Person(eraser, session, address, erased).erase(request, with_posts=False)
         done = {"erased": True, "reason": "", "sender": address}
-        notifier.send(session, "member_erasure_done.txt", list_name, [address], done)
+        notice = frozenset(notifier.send(session, "member_erasure_done.txt", list_name, [address], done))
         engine = session.get_bind()
 
         def after_commit(_: Session) -> None:
+            # The outbox may have sent the notice by now: its Maildir copy is the one trace kept.
             remove_maildir_copies(eraser.maildir(), erased.raws)
-            remove_person_files(eraser, address, erased.names)
+            remove_person_files(eraser.maildir(), address, erased.names, keep=notice)
             if isinstance(engine, Engine):
                 vacuum(engine)
 
-        event.listen(session, "after_commit", after_commit, once=True)
+        after_outer_commit(session, after_commit)
 
     def refuse(session: Session, held: Held, reason: str) -> None:
         done = {"erased": False, "reason": reason, "sender": held.sender}

@@ -15,6 +15,7 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass
+from email.header import Header
 
 from listserv.mail.rawmime import CRLF, LINE_END, address_field, field_name, mailboxes, split_entity
 from listserv.mail.text import decode_bytes, decode_header
@@ -27,7 +28,8 @@ QUOTED_SHINGLES = 60  # runs of words at the start of a message: a notice shows 
 QUOTE_MARKS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 WORD = re.compile(r"\w+", re.UNICODE)
 ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "resent-from", "resent-sender")
-FORMER = ("former participant", "former.participant@invalid")  # RFC 2606: .invalid never delivers
+# In place of an erased person's address; their name becomes templates/mail/<lang>/erasure.yaml's.
+FORMER_ADDRESS = "former.participant@invalid"  # RFC 2606: .invalid never delivers
 
 
 def pseudonym(secret: bytes, address: str) -> str:
@@ -129,11 +131,6 @@ def mentions(raw: bytes, print_: Fingerprint, to_sender: bool = False) -> bool:
     return print_.is_carried_by(text_words) or (to_sender and print_.subject_in(text_words))
 
 
-def former(country: str) -> tuple[str, str]:
-    """The name and address shown instead of an erased person: "former participant (France)"."""
-    return (f"{FORMER[0]} ({country})" if country else FORMER[0]), FORMER[1]
-
-
 def names_person(raw: bytes, address: str, names: set[str]) -> bool:
     """Does this mail carry the address (any case, raw or encoded) or one of the names?"""
     if address.lower().encode() in raw.lower():
@@ -142,9 +139,10 @@ def names_person(raw: bytes, address: str, names: set[str]) -> bool:
     return address.lower() in readable or any(name.lower() in readable for name in names if name.strip())
 
 
-def replace_person(raw: bytes, address: str, name: str, country: str = "") -> bytes:
-    """``address`` (any case) becomes "former participant" in the message's address fields, and
-    ``name`` anywhere in its header block; the other fields and the body keep their bytes."""
+def replace_person(raw: bytes, address: str, name: str, shown: str) -> bytes:
+    """``address`` (any case) becomes ``shown`` ("former participant (France)") at ``FORMER_ADDRESS``
+    in the message's address fields, and ``name`` becomes ``shown`` anywhere in its header block; the
+    other fields and the body keep their bytes."""
     wanted = address.lower()
     top = split_entity(LINE_END.sub(CRLF, raw))
     fields = []
@@ -155,7 +153,7 @@ def replace_person(raw: bytes, address: str, name: str, country: str = "") -> by
             if any(addr.lower() == wanted for _, addr in pairs):
                 field = address_field(
                     field.split(b":", 1)[0].decode("latin-1"),
-                    [former(country) if addr.lower() == wanted else (shown, addr) for shown, addr in pairs],
+                    [(shown, FORMER_ADDRESS) if pair[1].lower() == wanted else pair for pair in pairs],
                 )
         fields.append(field)
     edited = b"".join(fields) + CRLF + top.body
@@ -164,4 +162,5 @@ def replace_person(raw: bytes, address: str, name: str, country: str = "") -> by
     # A name left in another field (Disposition-Notification-To, an X- header); the body is the
     # person's words to others, not an address field: it is not edited.
     head, separator, body = edited.partition(CRLF + CRLF)
-    return head.replace(name.encode(), former(country)[0].encode()) + separator + body
+    written = shown.encode() if shown.isascii() else Header(shown, "utf-8").encode().encode()
+    return head.replace(name.encode(), written) + separator + body

@@ -80,9 +80,10 @@ def _read_yaml(path: Path) -> dict[str, object]:
 
 
 def _catalogue_entries(dirs: tuple[Path, ...], language: str) -> Part:
-    """Every key of the English requests.yaml and reasons.yaml (commands.yaml: see reply words)."""
+    """Every key of the English requests.yaml, reasons.yaml and guests.yaml (commands.yaml: see reply
+    words)."""
     wanted, missing = 0, []
-    for name in ("requests.yaml", "reasons.yaml"):
+    for name in ("requests.yaml", "reasons.yaml", "guests.yaml"):
         present = _read_yaml(_find(dirs, f"mail/{language}/{name}"))
         for key in _read_yaml(_find(dirs, f"mail/{FALLBACK}/{name}")):
             wanted += 1

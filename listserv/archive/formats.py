@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 ATOM = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -75,6 +78,8 @@ def atom_feed(feed: FeedInfo, entries: Iterable[FeedEntry]) -> bytes:
     addresses of delegates must not leave it through a side door. The page behind the link shows more
     to those allowed to log in.
     """
+    import xml.etree.ElementTree as ET  # late: with expat, ~0.4 MB of an idle serve, for feeds only
+
     items = list(entries)  # a feed is a few dozen entries: "updated" needs the newest before writing
     # Plain names under an xmlns attribute: ElementTree's default_namespace= option refuses the
     # unqualified attributes (rel, href) that Atom uses.
@@ -110,8 +115,10 @@ def summarise(text: str, limit: int = SUMMARY_CHARS) -> str:
     return cut.rstrip(" .,;:") + "…"
 
 
-def _add(parent: ET.Element, name: str, text: str) -> ET.Element:
-    child = ET.SubElement(parent, name)
+def _add(parent: Element, name: str, text: str) -> Element:
+    from xml.etree.ElementTree import SubElement  # imported by atom_feed already
+
+    child = SubElement(parent, name)
     child.text = _clean(text)
     return child
 

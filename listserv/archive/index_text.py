@@ -19,8 +19,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
-
-import snowballstemmer
+from itertools import islice
+from typing import TYPE_CHECKING
 
 from listserv.mail.message import Post as ParsedPost
 from listserv.mail.message import parse_post
@@ -42,6 +42,9 @@ CYRILLIC_MARKS = "\u0306\u0308"  # й and ё: letters of their own to the Russia
 _STEMMING = threading.Lock()  # a Snowball stemmer object keeps state between calls: one at a time
 SNIPPET_WORDS = 30
 
+if TYPE_CHECKING:
+    import snowballstemmer
+
 Fragments = list[tuple[str, bool]]  # (text, highlight it?): the template escapes, and marks the flagged
 
 
@@ -58,9 +61,15 @@ class Document:
     sender: str
 
 
+PG_STEMMERS = ("english", "french", "spanish")  # index.CONFIGS: the stemmers PostgreSQL applies
+
+
 @lru_cache(maxsize=1)
 def _stemmers() -> dict[str, snowballstemmer.stemmer]:
-    return {language: snowballstemmer.stemmer(language) for _, language in STEMMERS}
+    import snowballstemmer  # late: ~3 MB that only Cyrillic or Arabic words (or a phrase on PostgreSQL) need
+
+    names = [language for _, language in STEMMERS] + list(PG_STEMMERS)
+    return {language: snowballstemmer.stemmer(language) for language in names}
 
 
 def search_fold(text: str) -> str:
@@ -90,7 +99,13 @@ def term_of(word: str) -> str:
 
 
 def index_words(text: str) -> str:
-    return " ".join(term_of(word) for word in WORD.findall(search_fold(text)) if len(word) <= MAX_WORD)
+    return " ".join(index_word_list(text))
+
+
+def index_word_list(text: str) -> list[str]:
+    if text.isascii():  # most mail: folding is lowercasing and no word is stemmed (term_of)
+        return [word for word in WORD.findall(text.lower()) if len(word) <= MAX_WORD]
+    return [term_of(word) for word in WORD.findall(search_fold(text)) if len(word) <= MAX_WORD]
 
 
 class _TextOfHTML(HTMLParser):
@@ -133,6 +148,46 @@ def document(raw: bytes, parsed: ParsedPost | None = None) -> Document:
     return Document(index_words(parsed.subject), body, index_words(f"{parsed.sender} {parsed.sender_name}"))
 
 
+def distinct_words(doc: Document) -> str:
+    """PostgreSQL's ``post_search.words``: each word of the document once, in order of appearance
+    (phrases are verified elsewhere, so the order and repeats are not needed)."""
+    return " ".join(dict.fromkeys(f"{doc.subject} {doc.sender} {doc.body}".split()))
+
+
+@lru_cache(maxsize=100_000)
+def _stem(config: str, word: str) -> str:
+    """``word`` as PostgreSQL's ``config`` keeps it: its Snowball stemmer (the same algorithms) or as is."""
+    if config not in PG_STEMMERS:
+        return word
+    with _STEMMING:
+        return _stemmers()[config].stemWord(word)
+
+
+def phrase_in(words: list[str], term: Term, config: str) -> bool:
+    """Whether ``words`` (``index_word_list`` of a text) hold the phrase ``term`` as PostgreSQL's
+    ``<->`` would find it in a document built with ``config``: the same stems, one after the other, the
+    last word a prefix of a stem (or of one up to three letters shorter, as ``index._tsquery``) if the term
+    ends with ``*``. Unlike PostgreSQL, a stop word of the phrase must be there, not any word."""
+    wanted = [_stem(config, word) for word in term.words]
+    if term.prefix:
+        last = term.words[-1]
+        cuts = {last[:-cut] for cut in (1, 2, 3) if len(last) - cut >= 4} if config in PG_STEMMERS else set()
+
+    def matches(word: str, index: int) -> bool:
+        # These stemmers never change a word's first letter: the rest need no stemming (in pure
+        # Python, ~90 µs a word the first time; a phrase's candidates hold thousands of words).
+        if word[:1] != term.words[index][:1]:
+            return False
+        stem = _stem(config, word)
+        if term.prefix and index == len(wanted) - 1:
+            return stem.startswith(last) or stem in cuts
+        return stem == wanted[index]
+
+    span, first = len(wanted), term.words[0][:1]
+    starts = [start for start, word in enumerate(words[: len(words) - span + 1]) if word.startswith(first)]
+    return any(all(matches(words[start + i], i) for i in range(span)) for start in starts)
+
+
 def parse_query(query: str) -> list[Term]:
     """Words (all must match), "quoted phrases", ``word*`` prefixes. Only letters and digits are kept,
     so no input reaches the database as syntax."""
@@ -148,39 +203,50 @@ def parse_query(query: str) -> list[Term]:
 
 def highlight(text: str, terms: list[Term], window: int | None = None) -> Fragments:
     """``text`` cut into fragments, the words the query matched flagged; with ``window``, only that
-    many words around the densest cluster of matches, ellipses marking the cuts."""
-    tokens = list(WORD.finditer(text))
-    if not tokens:
+    many words around the densest cluster of matches, ellipses marking the cuts.
+
+    The words are listed by ``findall`` (in C) and compared in comprehensions, and the match objects
+    (their offsets) made only up to the window's end: a snippet of a 400-word post is built in a
+    fraction of what a dict of every word's positions cost (search spent most of its CPU here)."""
+    if text.isascii():  # lower() moves no offset and keeps every word's bounds
+        keys = WORD.findall(text.lower())
+    else:
+        keys = [word.lower() if word.isascii() else _key(word) for word in WORD.findall(text)]
+    if not keys:
         return []
-    where: dict[str, list[int]] = {}  # folded word → its positions
-    for index, token in enumerate(tokens):
-        word = token.group()
-        where.setdefault(word.lower() if word.isascii() else term_of(search_fold(word)), []).append(index)
-    marked = _matches(where, terms, loose=False) or _matches(where, terms, loose=True)
-    start, end = 0, len(tokens)
-    if window is not None and len(tokens) > window:
-        start = _best_start(sorted(marked), window, len(tokens))
+    marked = _matches(keys, terms, loose=False) or _matches(keys, terms, loose=True)
+    start, end = 0, len(keys)
+    if window is not None and len(keys) > window:
+        start = _best_start(sorted(marked), window, len(keys))
         end = start + window
+    tokens = list(islice(WORD.finditer(text), start, end))  # tokens[i] is word start + i
     fragments: Fragments = [("… ", False)] if start > 0 else []
-    position = tokens[start].start()
+    position = tokens[0].start()
     for index in sorted(i for i in marked if start <= i < end):
-        fragments += [(text[position : tokens[index].start()], False), (tokens[index].group(), True)]
-        position = tokens[index].end()
-    fragments += [(text[position : tokens[end - 1].end()], False), (" …" if end < len(tokens) else "", False)]
+        token = tokens[index - start]
+        fragments += [(text[position : token.start()], False), (token.group(), True)]
+        position = token.end()
+    fragments += [(text[position : tokens[-1].end()], False), (" …" if end < len(keys) else "", False)]
     # The mail's line breaks and indentation mean nothing in a one-line snippet.
     return [(WHITESPACE.sub(" ", piece), flag) for piece, flag in fragments if piece]
 
 
-def _matches(where: dict[str, list[int]], terms: list[Term], loose: bool) -> set[int]:
-    """Positions of the words the terms matched. ``loose``, the fallback for what a stemmer matched on
-    PostgreSQL, takes any word that starts like the query's ("reunions" for "reunion")."""
+@lru_cache(maxsize=100_000)  # a language's words repeat: most are folded once per process, not per snippet
+def _key(word: str) -> str:
+    return term_of(search_fold(word))
+
+
+def _matches(keys: list[str], terms: list[Term], loose: bool) -> set[int]:
+    """Positions of the words the terms matched (``keys``: the text's folded words in order).
+    ``loose``, the fallback for what a stemmer matched on PostgreSQL, takes any word that starts like
+    the query's ("reunions" for "reunion")."""
 
     def positions(word: str, prefix: bool) -> set[int]:
         if loose and len(word) >= 4:
             word, prefix = word[: max(3, len(word) - 2)], True
         if not prefix:
-            return set(where.get(word, ()))
-        return {index for key, found in where.items() if key.startswith(word) for index in found}
+            return {index for index, key in enumerate(keys) if key == word}
+        return {index for index, key in enumerate(keys) if key.startswith(word)}
 
     marked: set[int] = set()
     for term in terms:

@@ -7,22 +7,37 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Callable
+from functools import cache
+from types import ModuleType
 from urllib.parse import unquote
 
-import nh3
-
 BLOCK_END = re.compile(r"<(?:br|/p|/div|/h[1-6]|/li|/tr|/blockquote)\b[^>]*>", re.IGNORECASE)
-HTML_TAGS = nh3.ALLOWED_TAGS - {"area", "map"}
-HTML_ATTRIBUTES = {
-    **{tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()},
-    "*": {"title", "lang", "dir", "style"},
-}
-# Properties that cannot fetch anything (no url() value is valid for them) nor move content over the page.
-STYLE_PROPERTIES = {"color", "background-color", "font-weight", "font-style", "text-decoration", "text-align"}
 LINK_REL = "nofollow noopener noreferrer"
 DROPPED_CONTENT = {"script", "style", "title"}
 
 AttachmentUrl = Callable[[int], str]
+
+
+@cache
+def _nh3() -> ModuleType:
+    """nh3, imported with the first HTML mail archived or shown: its library is ~2.5 MB of an idle
+    serve's memory (issue 18), and most mail is plain text."""
+    import nh3
+
+    return nh3
+
+
+@cache
+def _allowed() -> tuple[set[str], dict[str, set[str]]]:
+    """The tags and attributes kept: nh3's defaults less image maps, and no style attribute."""
+    nh3 = _nh3()
+    attributes = {
+        **{tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()},
+        # No style: the pages' CSP (style-src 'self') would refuse it anyway, and every refusal is a
+        # console report; emphasis still shows through the tags (b, i, u, em, strong).
+        "*": {"title", "lang", "dir"},
+    }
+    return nh3.ALLOWED_TAGS - {"area", "map"}, attributes
 
 
 def sanitise_html(
@@ -50,21 +65,21 @@ def sanitise_html(
             return value if value.strip().lower().startswith(("http:", "https:", "mailto:")) else None
         return value
 
-    cleaned = nh3.clean(
+    tags, attributes = _allowed()
+    cleaned = _nh3().clean(
         source,
-        tags=HTML_TAGS,
+        tags=tags,
         clean_content_tags=DROPPED_CONTENT,
-        attributes=HTML_ATTRIBUTES,
+        attributes=attributes,
         attribute_filter=keep,
         link_rel=LINK_REL,
         url_schemes={"http", "https", "mailto", "cid"},
         url_relative=lambda url: url if url in trusted else None,
-        filter_style_properties=STYLE_PROPERTIES,
     )
     return cleaned, blocked
 
 
 def html_text(source: str) -> str:
-    stripped = nh3.clean(BLOCK_END.sub("\n", source), tags=set(), clean_content_tags=DROPPED_CONTENT)
+    stripped = _nh3().clean(BLOCK_END.sub("\n", source), tags=set(), clean_content_tags=DROPPED_CONTENT)
     lines = (" ".join(line.split()) for line in html_lib.unescape(stripped).splitlines())
     return "\n".join(line for line in lines if line)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.archive import index
+from listserv.archive import derived, index
 from listserv.mail.message import Post as ParsedPost
 from listserv.mail.message import parse_post
 from listserv.mail.subjects import subject_key
@@ -67,6 +67,7 @@ def archive_raw(
     post.thread_id = (parent.thread_id or parent.id) if parent else post.id
     language = index.list_language(session, list_name) if language is None else language
     index.index_post(session, post, language, parsed)
+    derived.record(session, post, parsed)
     return post
 
 

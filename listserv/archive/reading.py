@@ -259,7 +259,7 @@ def _decode_text(part: Message, defects: list[str]) -> str:
     if charset:
         try:
             text = data.decode(charset).replace("\x00", "")
-        except (LookupError, UnicodeError):
+        except (LookupError, ValueError):  # ValueError: a NUL in the label, as UnicodeError
             defects.append(f"UndecodableCharset: {charset[:40]}")
             text = decode_bytes(data, None)
     else:

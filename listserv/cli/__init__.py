@@ -1,42 +1,35 @@
 """Command line: ``listserv [--config PATH] COMMAND``. Operator messages are plain English on stderr;
-exit 2 means the configuration or the command line is wrong, 1 that the command could not be done."""
+exit 2 means the configuration or the command line is wrong, 1 that the command could not be done.
+
+``serve`` (and ``web-worker``) are parsed without the other commands: their modules import the whole
+forum, which ``serve`` loads only after its SMTP side is open (``cli/serve.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-import time
-from datetime import UTC, datetime
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
-from listserv.admin import mta, topic_commands
-from listserv.admin.provision import initialise
-from listserv.admin.status import failures, status_counts
-from listserv.admin.translations import check as check_translations
-from listserv.admin.translations import describe
-from listserv.archive import index
 from listserv.cli.base import CommandError, UsageError, command
-from listserv.cli.members import register_members
-from listserv.cli.moderation import register_moderation
-from listserv.config import ConfigError, Settings, config_path, load_settings
-from listserv.forum import Forum, build_jobs, build_parts
-from listserv.intake.ingress import TlsSetupError
-from listserv.outgoing.signing import SigningSetupError
-from listserv.outgoing.transport import RelaySetupError
-from listserv.scheduler import TASKS
-from listserv.store import schema
-from listserv.store.db import make_engine, utc_now
-from listserv.web.i18n import LOCALE_DIR
+from listserv.cli.logs import TEXT_FORMAT, use_format
+from listserv.cli.serve import cmd_serve, cmd_web_worker
+from listserv.config import ConfigError, config_path, load_settings
+from listserv.store.db import make_engine
+from listserv.store.wakeup import notify_outgoing
+
+# Commands that queue no mail: no need to wake the senders of the serve processes.
+QUIET_COMMANDS = frozenset(
+    {"serve", "init", "i18n", "status", "reindex", "audit", "queue", "import", "export", "mta", "dkim"}
+    | {"backup", "restore"}
+)
+SERVING = frozenset({"serve", "web-worker"})  # parsed alone: see the module doc
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _parser(_command_of(argv)).parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=TEXT_FORMAT)
     for chatty in ("alembic", "mail.log"):  # mail.log: aiosmtpd logs every SMTP command at INFO
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     path = config_path(args.config)
@@ -47,10 +40,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"config error: {problem}", file=sys.stderr)
         print(f"(in {path}; fix these and start again)", file=sys.stderr)
         return 2
+    use_format(args.log_format or settings.logging.format, settings.lists)
     engine = make_engine(settings.database.url)
     try:
-        return args.run(args, settings, engine) or 0
-    except (CommandError, topic_commands.TopicCommandError, mta.MtaCommandError) as error:
+        status = args.run(args, settings, engine) or 0
+        if args.command not in QUIET_COMMANDS:
+            notify_outgoing(engine)  # a decision or queued mail: every serve sends it now
+        return status
+    except (CommandError, *_operator_errors()) as error:  # evaluated only when something was raised
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, UsageError) else 1
     except OperationalError as error:
@@ -71,101 +68,45 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="listserv", description="A moderated, multilingual forum over email."
-    )
+def _operator_errors() -> tuple[type[Exception], ...]:
+    from listserv.cli.commands import OPERATOR_ERRORS  # late: see the module doc
+
+    return OPERATOR_ERRORS
+
+
+def _global_options(parser: argparse.ArgumentParser, checked: bool = True) -> None:
     parser.add_argument(
         "--config", help="path of config.yaml (default: $LISTSERV_CONFIG, else ./config.yaml)"
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    levels = ["DEBUG", "INFO", "WARNING", "ERROR"]
+    parser.add_argument("--log-level", default="INFO", choices=levels if checked else None)
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"] if checked else None,
+        help="json: one object per line (default: logging.format)",
+    )
+
+
+def _command_of(argv: list[str] | None) -> str | None:
+    """The command named on the command line, if any; the real parser checks everything after."""
+    first = argparse.ArgumentParser(prog="listserv", add_help=False)
+    _global_options(first, checked=False)
+    first.add_argument("command", nargs="?")
+    return first.parse_known_args(argv)[0].command
+
+
+def _parser(command_name: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listserv", description="A moderated, multilingual forum over email."
+    )
+    _global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    command(commands, "init", "create or upgrade the database; sync lists and moderators", cmd_init)
     command(commands, "serve", "run the SMTP ingress and the worker until SIGTERM", cmd_serve)
-    command(commands, "reindex", "rebuild the search index from the archive", cmd_reindex)
-    i18n = commands.add_parser("i18n", help="translations of the configured languages")
-    i18n_commands = i18n.add_subparsers(dest="i18n_command", required=True, metavar="ACTION")
-    command(i18n_commands, "check", "coverage per language; exit 1 if one is incomplete", cmd_i18n_check)
-    register_members(commands)
-    register_moderation(commands)
-    command(commands, "status", "counts of stored, held and outgoing mail; what failed and why", cmd_status)
-    jobs = commands.add_parser("jobs", help="run a scheduled job now")
-    job_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
-    run = command(job_commands, "run", "run one job now (the same keys as the scheduler)", cmd_job)
-    run.add_argument("job", choices=TASKS)
-    run.add_argument(
-        "--at", type=datetime.fromisoformat, help="as if it were this time (ISO 8601, with offset)"
-    )
-    topic_commands.register(commands, command)
-    mta.register(commands, command)
+    worker = commands.add_parser("web-worker", help=argparse.SUPPRESS)  # started by serve (web.workers)
+    worker.add_argument("--fd", type=int, required=True)
+    worker.set_defaults(run=cmd_web_worker)
+    if command_name not in SERVING:
+        from listserv.cli.commands import register  # late: see the module doc
+
+        register(commands)
     return parser
-
-
-def cmd_init(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    changes = initialise(engine, settings)
-    for line in changes.lines:
-        print(line)
-    print(
-        f"database ready: {len(settings.lists)} lists ({', '.join(settings.lists)}); "
-        f"{len(changes.lines)} change(s)"
-    )
-    for warning in check_translations(settings, LOCALE_DIR)[1]:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
-
-
-def cmd_i18n_check(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    """Coverage per configured language, then what each list lacks; 1 when a language is incomplete."""
-    found, warnings = check_translations(settings, LOCALE_DIR)
-    for item in found:
-        print(describe(item))
-    for warning in warnings:
-        print(f"warning: {warning}")
-    incomplete = [item.language for item in found if not item.complete]
-    if incomplete:
-        print(f"incomplete: {', '.join(incomplete)} (missing text is shown in English)", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    if not schema.is_current(engine):
-        raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
-    for warning in check_translations(settings, LOCALE_DIR)[1]:
-        logging.getLogger(__name__).warning("%s", warning)
-    try:
-        forum = Forum(settings, engine)
-    except (TlsSetupError, RelaySetupError, SigningSetupError) as error:  # files named in the config
-        raise CommandError(str(error)) from None
-    asyncio.run(forum.serve_until_signalled())
-    return 0
-
-
-def cmd_reindex(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    if not schema.is_current(engine):
-        raise CommandError("the database schema is missing or out of date; run 'listserv init' first")
-    started = time.monotonic()
-    count = index.reindex(engine, settings)
-    print(f"reindexed {count} messages in {time.monotonic() - started:.1f} s")
-    return 0
-
-
-def cmd_job(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    at = args.at.astimezone(UTC) if args.at and args.at.tzinfo else args.at
-    if at is not None and at.tzinfo is None:
-        raise CommandError("--at needs a time zone offset, e.g. 2026-11-23T09:00+01:00")
-    jobs = build_jobs(build_parts(settings, lambda: at or utc_now()), engine, lambda: None)
-    done = jobs.run(args.job, at)
-    print(f"{args.job}: {done} item(s) queued (serve sends them)")
-    return 0
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    """What an operator checks first: is anything stuck or given up on?"""
-    with Session(engine) as session:
-        for table, counts in status_counts(session).items():
-            shown = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
-            print(f"{table}: {shown or 0}")
-        for line in failures(session):
-            print(f"failed: {line}")
-    return 0

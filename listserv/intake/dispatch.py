@@ -11,18 +11,25 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import NamedTuple
 
-import dkim
 from sqlalchemy.orm import Session
 
+from listserv.archive.posts import find_parent
 from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import Post
+from listserv.mail.subjects import subject_key
 from listserv.membership.bounces import Bounces
+from listserv.membership.guests import Guests
+from listserv.membership.owner import OwnerMail
 from listserv.membership.requests import Requests
+from listserv.membership.standing import Standing
 from listserv.moderation.audit import AuditEntry, count_entries
+from listserv.moderation.openings import Openings
 from listserv.moderation.queue import Moderation
 from listserv.moderation.replies import ModeratorMail
 from listserv.moderation.rules import (
+    PROTOCOL_NOT_ACCEPTED,
+    ROOM_CLOSED,
     Reason,
     Submission,
     Verdict,
@@ -35,8 +42,8 @@ from listserv.moderation.rules import (
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import enqueue
 from listserv.outgoing.publish import Publisher
-from listserv.store.directory import sender_status
 from listserv.store.models import Received, Route
+from listserv.store.senders import sender_status
 
 log = logging.getLogger(__name__)
 DnsLookup = Callable[..., bytes | None]
@@ -49,6 +56,8 @@ MAX_SIGNATURES = 5  # each costs a DNS look-up; a real message carries one or tw
 def verify_dkim(raw: bytes, dns: DnsLookup | None = None) -> str | None:
     """The d= domain of the first DKIM signature that verifies (dkimpy), or None. Any error in an
     unreadable signature or a failed DNS look-up counts as a failure."""
+    import dkim  # late: ~0.3 s of imports at start that an idle serve does not need
+
     try:
         verifier = dkim.DKIM(raw, timeout=5)
         count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
@@ -67,6 +76,10 @@ class Handlers(NamedTuple):
     replies: ModeratorMail
     requests: Requests
     bounces: Bounces
+    owner: OwnerMail  # a focal point's nominate/withdraw lines; other -owner mail is forwarded
+    openings: Openings  # a post outside its room's open window: the sender told when it goes out
+    standing: Standing  # a post waiting for the usage protocol: the sender told how to accept it
+    guests: Guests  # ``invite`` lines to -owner (membership/guests.py)
 
 
 @dataclass(eq=False)
@@ -92,7 +105,7 @@ class Dispatch:
             if route.kind in (Kind.POST, Kind.PROPOSE):
                 self._submit(session, received, post, route, sub)
             elif route.kind == Kind.OWNER:
-                self._forward(session, received, post, sub, self.settings.moderators_of(route.list_name))
+                self._owner(session, received, post, route, sub)
             elif route.kind == Kind.BOUNCES:
                 self.handlers.bounces.handle(session, received, route)
             elif route.kind == Kind.MODERATE:
@@ -100,18 +113,37 @@ class Dispatch:
             elif route.kind == Kind.REQUEST:
                 self.handlers.requests.handle(session, received, post, route, sub)
 
+    def _owner(self, session: Session, received: Received, post: Post, route: Route, sub: Submission) -> None:
+        """A command line (nominate, withdraw, invite) goes to its owner; other -owner mail reaches people."""
+        handlers = self.handlers
+        if handlers.owner.handle(session, received, post, route, sub):
+            return
+        if handlers.guests.handle_owner(session, received, post, route, sub):
+            return
+        self._forward(session, received, post, sub, self.settings.moderators_of(route.list_name))
+
     def _submission(self, session: Session, received: Received, post: Post, list_name: str) -> Submission:
+        sender = sender_status(session, post.sender, list_name, self.settings, self.clock())
         return Submission(
             post=post,
             mail_from=received.mail_from,
             mailing_list=self.settings.lists[list_name],
-            sender=sender_status(session, post.sender, list_name, self.settings),
+            sender=sender,
+            thread_id=self._thread_of(session, post, list_name) if sender.guest_threads else None,
             list_id=self.book.list_id(list_name),
             loop_marker=self.book.loop_marker,
             raw=received.raw,
             # Cached for this message: several rules may ask, and each answer costs DNS look-ups.
             verify_dkim=cache(partial(verify_dkim, dns=self.dns)),
+            now=self.clock(),
+            timezone=self.settings.site.timezone,
         )
+
+    def _thread_of(self, session: Session, post: Post, list_name: str) -> int | None:
+        """The archived thread a post replies to, as the archive will thread it (a guest's post)."""
+        key = subject_key(post.subject, self.publisher.prefix(self.settings.lists[list_name]))
+        parent = find_parent(session, list_name, post, key, self.clock())
+        return (parent.thread_id or parent.id) if parent is not None else None
 
     def _submit(
         self, session: Session, received: Received, post: Post, route: Route, sub: Submission
@@ -125,37 +157,48 @@ class Dispatch:
         elif outcome.verdict is Verdict.REJECT:
             log.info("rejected %s to %s: %s", received.message_id, list_name, keys)
             self.moderation.audit(session, self._verdict("reject", keys, list_name, received, post))
-            self._refuse(session, received, post, sub)
+            self._refuse(session, received, post, sub, outcome.reasons[0].key)
         elif outcome.verdict is Verdict.ACCEPT and route.kind == Kind.POST:
             self.publisher.publish(session, received, list_name, self.clock())
             self.moderation.audit(
                 session, AuditEntry("approve", keys, list_name, post.sender, message_id=received.message_id)
             )
         else:
+            keys = {reason.key for reason in outcome.reasons}
+            told = keys & {ROOM_CLOSED, PROTOCOL_NOT_ACCEPTED}  # a precise notice instead of "held"
+            reasons = self._hold_reasons(outcome.reasons, post, route)
+            identity = (sub.sender.name, sub.sender.country)  # read already: the notice needs no query
             self.moderation.hold(
-                session, received, post, route, self._hold_reasons(outcome.reasons, post, route)
+                session, received, post, route, reasons, tell_sender=not told, identity=identity
             )
+            if ROOM_CLOSED in told:  # when it will be published
+                self.handlers.openings.tell_sender(
+                    session, list_name, post.sender, post.subject, approved=False
+                )
+            if PROTOCOL_NOT_ACCEPTED in told:  # how to accept the protocol, then it goes on
+                self.handlers.standing.ask_acceptance(session, list_name, post.sender, post.subject)
 
-    def _refuse(self, session: Session, received: Received, post: Post, sub: Submission) -> None:
-        """Tell a non-member why, without becoming a backscatter source: a forged From would turn us
-        against its owner. Proven senders hear it every time, quoting their Subject; others at most
-        once a day per address, quoting nothing; the null sender and daemons never (RFC 3834)."""
+    def _refuse(self, session: Session, received: Received, post: Post, sub: Submission, why: str) -> None:
+        """Tell a non-member (or a guest writing outside their discussion) why, without becoming a
+        backscatter source: a forged From would turn us against its owner. Proven senders hear it every
+        time, quoting their Subject; others at most once a day per address, quoting nothing; the null
+        sender and daemons never (RFC 3834)."""
         list_name = sub.mailing_list.name
         if looks_automatic(sub) is not None:  # the null sender, a daemon: RFC 3834 §2, never answer
             log.info("%s to %s looks automatic: refused without an answer", received.message_id, list_name)
             return
         proven = is_authenticated(sub)
         since = self.clock() - timedelta(days=1)
-        if not proven and count_entries(session, "notify", post.sender, since, "not_member"):
+        if not proven and count_entries(session, "notify", post.sender, since, why):
             log.info(
                 "%s: %s was already told today; refused without an answer", received.message_id, post.sender
             )
             return
         context = {"subject": post.subject, "sender": post.sender, "quoted": proven}
-        self.notifier.send(session, "sender_not_member.txt", list_name, [post.sender], context)
+        template = "sender_guest_new_thread.txt" if why == "guest_new_thread" else "sender_not_member.txt"
+        self.notifier.send(session, template, list_name, [post.sender], context)
         self.moderation.audit(
-            session,
-            AuditEntry("notify", "not_member", list_name, detail=post.sender, message_id=received.message_id),
+            session, AuditEntry("notify", why, list_name, detail=post.sender, message_id=received.message_id)
         )
 
     @staticmethod

@@ -34,6 +34,20 @@ MAX_BATCH = 256
 class StorageError(Exception):
     """The message could not be committed; the sender should retry (SMTP 451)."""
 
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+# How each database says it has no room: SQLite's SQLITE_FULL, PostgreSQL's class 53 (DiskFull 53100,
+# and 53000 insufficient resources), the OS's ENOSPC.
+DISK_FULL = ("database or disk is full", "no space left on device", "could not extend file", "diskfull")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    text = f"{type(getattr(error, 'orig', None) or error).__name__} {error}".lower()
+    return any(sign in text for sign in DISK_FULL)
+
 
 @dataclass(frozen=True)
 class Arrival:
@@ -77,11 +91,11 @@ class _Writer:
             self._connection.commit() if not self.sqlite else cursor.execute("COMMIT")
         except Exception:
             with contextlib.suppress(Exception):
+                cursor.close()  # before the connection: closing it after raised and hid the cause
                 self._connection.rollback()
             self.close()
             raise
-        finally:
-            cursor.close()
+        cursor.close()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -161,6 +175,6 @@ class Spool:
                 stored.set_result(None)
             else:
                 log.error("not stored, sender asked to retry: %s", arrival.message_id)
-                stored.set_exception(StorageError(str(error)))
+                stored.set_exception(StorageError(str(error), is_disk_full(error)))
         if error is None:
             self._on_stored()

@@ -20,7 +20,8 @@ from listserv.mail.addresses import parse_mailboxes
 from listserv.mail.text import clean_text, decode_bytes, decode_header, filename, parse_date, payload
 
 MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
+MSGID_TOKEN = re.compile(r"<[^<>\s\x00-\x1f\x7f]+>")  # no controls: a NUL fails PostgreSQL's text
+ID_JUNK = re.compile(r"[\s\x00-\x1f\x7f]+")  # never part of an ID written without <>: folds, NUL, tabs
 HEADER_END = re.compile(rb"\r?\n\r?\n")
 MAX_ID_LENGTH = 250  # indexed columns must stay well below PostgreSQL's B-tree row limit
 MAX_TEXT_CHARS = 200_000
@@ -66,7 +67,9 @@ def find_message_id(raw: bytes) -> str | None:
         return None
     value = match.group(1).decode("ascii", "replace")
     token = MSGID_TOKEN.search(value)
-    found = token.group(0) if token else value.strip()
+    # Without <...>, the value as written, minus white space and controls: the ID goes into References
+    # and In-Reply-To fields and URLs, where a tab, NUL or line break would corrupt or inject.
+    found = token.group(0) if token else ID_JUNK.sub("", value)
     return _bounded_id(found) if found else None
 
 
@@ -115,6 +118,12 @@ def parse_post(raw: bytes) -> Post:
         defects=tuple(dict.fromkeys(defects)),
         headers=headers,
     )
+
+
+def body_text_of(raw: bytes) -> str:
+    """``parse_post(raw).text`` without reading the headers (address parsing is most of its cost)."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    return _read_body(message, [])[0][:MAX_TEXT_CHARS]
 
 
 def first_id(value: str | None) -> str | None:

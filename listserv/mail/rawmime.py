@@ -22,12 +22,18 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import formataddr, getaddresses
 
+from listserv.mail.addresses import encoded_words_quoted
+
 CRLF = b"\r\n"
 LINE_END = re.compile(rb"\r\n|\r|\n")
 HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]|From ")  # what the stdlib's parser takes for one
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*(?:\r\n|$))")
 MAX_NAME = 64
+MAX_LINE_LENGTH = 78  # the SMTP policy's: a header line it would fold
+# Visible ASCII words, one space between them: a Subject the stdlib's folder writes back unchanged
+# when it fits on one line (tests/test_notice_bytes.py checks it against the folder).
+PLAIN_SUBJECT = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,14 @@ def header_text(value: bytes) -> str:
     return " ".join(CONTROL.sub(" ", text).split())
 
 
+def decoded_text(value: bytes) -> str:
+    """A raw header value as a mail client shows it: unfolded and decoded, control characters kept."""
+    text = LINE_END.sub(b"", value).decode("utf-8", "replace")
+    with contextlib.suppress(LookupError, UnicodeError, ValueError, AssertionError, MessageError):
+        text = str(make_header(decode_header(text)))
+    return text
+
+
 def fold_items(name: str, items: list[str]) -> bytes:
     separator = ", " if len(name) + sum(len(item) + 2 for item in items) <= 76 else ",\r\n "
     return f"{name}: {separator.join(items)}".encode() + CRLF
@@ -135,6 +149,8 @@ def subject_field(text: str) -> bytes:
     came back as "…بانتظارالإشراف"; Russian and Greek likewise), so a non-ASCII fold is read back and,
     when it differs, the words from the first non-ASCII one on go through ``Header``'s encoder (whole
     encoded words, spaces kept inside), the ASCII words before them (a prefix, a code) left readable."""
+    if len(text) <= MAX_LINE_LENGTH - len("Subject: ") and PLAIN_SUBJECT.fullmatch(text) and "=?" not in text:
+        return b"Subject: " + text.encode("ascii") + CRLF  # what the folder gives back, without it
     policy = email.policy.SMTP
     try:
         folded = policy.header_factory("Subject", text).fold(policy=policy).encode("ascii")
@@ -163,7 +179,7 @@ class SubjectHeader(str):
 
 def mailboxes(value: bytes | None) -> list[tuple[str, str]]:
     """(decoded display name, address) pairs that have an address."""
-    text = (value or b"").decode("utf-8", "replace").replace("\r\n", "")
+    text = encoded_words_quoted((value or b"").decode("utf-8", "replace").replace("\r\n", ""))
     return [(header_text(name.encode()), addr) for name, addr in getaddresses([text]) if "@" in addr]
 
 

@@ -5,10 +5,11 @@ it never crashes. Translators edit whole files under ``templates/mail/<lang>/``.
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,14 @@ from zoneinfo import ZoneInfo
 import yaml
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    pass_environment,
+    select_autoescape,
+)
 
 log = logging.getLogger(__name__)
 FALLBACK = "en"
@@ -42,7 +50,11 @@ class MailTemplates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Compiled once per process: no stat of the file at every notice (a template edited while
+            # ``serve`` runs is read at its next start).
+            auto_reload=False,
         )
+        self.env.filters["wordwrap"] = wordwrap
 
     def render(self, name: str, language: str, /, **context: Any) -> RenderedMail:
         template, used = self._find(name, language)
@@ -83,13 +95,43 @@ class MailTemplates:
 
     def date(self, moment: datetime, language: str) -> str:
         """``23 novembre 2026, 09:00 (Europe/Zurich)``: the site's time, no seconds, zone named."""
-        local = moment.astimezone(self.timezone)
-        day = format_date(local, "long", locale=language)
-        return f"{day}, {format_time(local, 'short', locale=language)} ({self.timezone.key})"
+        # Neither format shows seconds: to the minute, a burst of held posts formats each date once.
+        local = moment.astimezone(self.timezone).replace(second=0, microsecond=0)
+        return _local_date(local, language, self.timezone.key)
 
     @staticmethod
     def is_right_to_left(language: str) -> bool:
         return _is_right_to_left(language)
+
+
+@pass_environment
+def wordwrap(
+    environment: Environment,
+    s: str,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    """Jinja's ``wordwrap``, same output, without ``textwrap`` for a line that already fits (a held
+    post's excerpt is mostly such lines, and textwrap was a tenth of holding it): textwrap gives such a
+    line back as it is unless it ends in white space, which it drops."""
+    newline = environment.newline_sequence if wrapstring is None else wrapstring
+    options = {"break_long_words": break_long_words, "break_on_hyphens": break_on_hyphens}
+    return newline.join(
+        line
+        if len(line) <= width and line == line.rstrip()  # textwrap drops trailing str.isspace() chunks
+        else newline.join(
+            textwrap.wrap(line, width=width, expand_tabs=False, replace_whitespace=False, **options)
+        )
+        for line in s.splitlines()
+    )
+
+
+@lru_cache(maxsize=256)
+def _local_date(local: datetime, language: str, zone: str) -> str:
+    day = format_date(local, "long", locale=language)
+    return f"{day}, {format_time(local, 'short', locale=language)} ({zone})"
 
 
 @cache

@@ -54,7 +54,7 @@ def decode_bytes(
         try:
             codecs.lookup(candidate)
             text = data.decode(candidate)
-        except (LookupError, UnicodeError):
+        except (LookupError, ValueError):  # ValueError: a NUL in the label ("embedded null character")
             continue
         return text if keep_nul else text.replace("\x00", "")
     text = data.decode("latin-1")
@@ -104,12 +104,12 @@ def parse_date(value: str | None, defects: list[str]) -> datetime | None:
     if not value:
         defects.append("MissingDate")
         return None
-    try:
+    try:  # OverflowError: an offset of "+0033333333" days, or year 1 moved to UTC (found by atheris)
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
         defects.append("InvalidDate")
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def payload(part: Message, defects: list[str]) -> bytes:

@@ -1,6 +1,9 @@
 """Delivery reports to ``<list>-bounces[+TOKEN]@``: who failed, a score per subscription, and
 suspension only when a probe proves the address dead.
 
+A report to a personal copy's VERP envelope (``ta-en-bounces+TOKEN@``, ``outgoing/personal.py``) counts
+for the member its token names, even when no parser can read it (soft only if it says temporary).
+
 A hard failure (5xx, RFC 3464 ``failed``) scores 1.0, a soft one (``delayed``, 4xx) 0.5 at most once a
 day; a score older than ``STALE_DAYS`` starts again from zero. At ``delivery.bounce_threshold`` a probe
 goes out with a VERP envelope (``ta-en-bounces+p<sig>-user=example.org@``): if that probe bounces,
@@ -20,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flufl.bounce import all_failures
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,6 +30,8 @@ from listserv.config import Settings
 from listserv.mail.addresses import AddressBook, Kind
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.outbox import enqueue
+from listserv.outgoing.personal import MemberTokens
+from listserv.store import countries
 from listserv.store.directory import email_key
 from listserv.store.models import ListRow, Member, Received, Route, Subscription
 
@@ -44,6 +48,9 @@ class BounceReport:
 
 
 def read_bounce(raw: bytes) -> BounceReport:
+    # Late: flufl.bounce's thirty-odd detector modules wait for the first bounce, not in an idle serve.
+    from flufl.bounce import all_failures
+
     try:
         temporary, permanent = all_failures(email.message_from_bytes(raw, policy=email.policy.compat32))
     except Exception:  # flufl.bounce's detectors raise on some malformed reports: then nobody is named
@@ -61,6 +68,7 @@ class Bounces:
     notifier: Notifier
     book: AddressBook
     secret: bytes
+    tokens: MemberTokens
     clock: Callable[[], datetime]
 
     def probe_token(self, list_name: str, address: str) -> str:
@@ -83,6 +91,12 @@ class Bounces:
             self._probe_failed(session, list_name, probed, now)
             return
         report = read_bounce(received.raw)
+        if (member := self._verp_member(session, list_name, route.detail)) is not None:
+            # The envelope names the member: their failure, whatever the report says or fails to say.
+            weight = SOFT if report.temporary and not report.permanent else HARD
+            log.info("bounce %s to the VERP address of %s on %s", received.message_id, member, list_name)
+            self.record(session, list_name, member, weight, now)
+            return
         if not report.permanent and not report.temporary:
             log.info(
                 "unrecognised delivery report %s for %s: to the moderators", received.message_id, list_name
@@ -100,6 +114,18 @@ class Bounces:
             self.record(session, list_name, address, HARD, now)
         for address in report.temporary:
             self.record(session, list_name, address, SOFT, now)
+
+    def _verp_member(self, session: Session, list_name: str, detail: str | None) -> str | None:
+        """The address of the member a personal copy's envelope (``-bounces+TOKEN@``) names, when
+        the token is ours and was made for this list."""
+        named = self.tokens.read(detail) if detail else None
+        if named is None:
+            return None
+        row = session.get(ListRow, named.list_id)
+        member = session.get(Member, named.member_id)
+        if row is None or row.name != list_name or member is None:
+            return None
+        return member.email
 
     def record(self, session: Session, list_name: str, address: str, weight: float, now: datetime) -> None:
         """Score one failure; at the threshold, send a probe (once)."""
@@ -141,7 +167,9 @@ class Bounces:
             {
                 "address": address,
                 "name": member.name if member else "",
-                "country": member.country if member else "",
+                "country": countries.label(member.country, self.settings.lists[list_name].language)
+                if member
+                else "",
                 "score": f"{subscription.bounce_score:.1f}",
                 "last_error": "",
             },

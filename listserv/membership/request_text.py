@@ -27,7 +27,17 @@ from listserv.mail.own_text import own_lines
 from listserv.mail.text import fold
 
 Verb = Literal[
-    "help", "subscribe", "unsubscribe", "digest", "nomail", "mail", "language", "whoami", "confirm", "erase"
+    "help",
+    "subscribe",
+    "unsubscribe",
+    "digest",
+    "nomail",
+    "mail",
+    "language",
+    "whoami",
+    "confirm",
+    "erase",
+    "accept",  # the usage protocol (moderation.require_protocol)
 ]
 
 VERBS: tuple[Verb, ...] = get_args(Verb)
@@ -35,7 +45,7 @@ PERIODS = ("daily", "weekly", "off")
 DEFAULT_PERIODS: Mapping[str, str] = {period: period for period in PERIODS}
 # A setting changes without confirmation, so a line that starts like one but goes on ("Mail sent to the
 # list bounced…") is prose, not a command. Asking for help, to join, to leave (confirmed) is harmless.
-SETTINGS: frozenset[Verb] = frozenset({"digest", "nomail", "mail", "language"})
+SETTINGS: frozenset[Verb] = frozenset({"digest", "nomail", "mail", "language", "accept"})
 
 MAX_COMMANDS = 10
 MAX_UNKNOWN = 5
@@ -47,6 +57,7 @@ WORD = re.compile(r"[^\W_]+")
 WORD_GAP = re.compile(r"[ \t'’-]+")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 TOKEN_AFTER_WORD = re.compile(r"([^\W\d_]+)[ \t:]+([A-Za-z0-9_-]{20,64})(?![A-Za-z0-9_-])")
+STATE_CODE = re.compile(r"[A-Z]{2}")
 LANGUAGE_CODE = re.compile(r"([a-z]{2,3})(?:[-_][a-z0-9]{2,8})?")
 REPLY_PREFIXES = re.compile(
     r"(?:[ \t]*(?:\[[^\]]*\]|(?:re|aw|sv|vs|fw|fwd|tr|rv|rif|antw|wg|ref)(?:\[\d+\])?[ \t]*[:：]))+",
@@ -60,7 +71,7 @@ Malformed = Literal["malformed"]  # a command word with a missing or unreadable 
 @dataclass(frozen=True)
 class Request:
     verb: Verb
-    argument: str = ""  # digest: "daily" | "weekly" | "off"; language: a code like "fr"; confirm: a token
+    argument: str = ""  # digest: daily|weekly|off; language: "fr"; confirm: a token; subscribe: "CL" or ""
 
 
 @dataclass(frozen=True)
@@ -208,6 +219,8 @@ def _argument(verb: Verb, rest: str, periods: Mapping[str, str], token: str) -> 
     if verb == "language":
         match = LANGUAGE_CODE.fullmatch(chunk.lower())
         return match[1] if match else None
+    if verb == "subscribe":  # "subscribe CL": the member state, in capitals ("subscribe me" is prose)
+        return chunk if STATE_CODE.fullmatch(chunk) else ""
     if verb == "confirm" and not chunk:
         return token or None  # a bare "confirm" in the body of a reply whose Subject holds the token
     if verb == "confirm":

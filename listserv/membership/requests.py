@@ -24,16 +24,19 @@ from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import Post
 from listserv.mail.templates import MailTemplates
 from listserv.membership.request_text import Request, first_words, read_requests, vocabulary_from
+from listserv.membership.standing import RECONFIRM, Standing, protocol_link, protocol_token
 from listserv.moderation.queue import Moderation
-from listserv.moderation.rules import Submission, is_automatic, looks_automatic, looks_like_loop
+from listserv.moderation.rules import Reason, Submission, is_automatic, looks_automatic, looks_like_loop
 from listserv.outgoing.notices import Notifier
+from listserv.store import countries
 from listserv.store.directory import find_member, subscribe
 from listserv.store.models import Confirmation, Held, Member, Received, Route, Subscription
 from listserv.weekly.topics import language_name
 
 log = logging.getLogger(__name__)
 CONFIRM_DAYS = 7
-MEMBERS_ONLY = {"unsubscribe", "digest", "nomail", "mail", "language", "whoami", "erase"}
+STATE_GIVEN = "state_given"  # the reason that carries "subscribe CL" to the moderators and the welcome
+MEMBERS_ONLY = {"unsubscribe", "digest", "nomail", "mail", "language", "whoami", "erase", "accept"}
 
 
 def token_hash(token: str) -> str:
@@ -49,7 +52,11 @@ class Requests:
         book: AddressBook,
         templates: MailTemplates,
         clock: Callable[[], datetime],
+        standing: Standing | None = None,  # protocol acceptance and reconfirmation; None: not offered
+        secret: bytes = b"",  # signs the welcome's protocol link
     ) -> None:
+        self.standing = standing
+        self.secret = secret
         self.settings = settings
         self.moderation = moderation  # a subscription is held like a post
         self.notifier = notifier
@@ -93,13 +100,16 @@ class Requests:
         if request.verb == "help":
             self._send(session, "member_help.txt", list_name, post.sender)
         elif request.verb == "subscribe":
-            self._subscribe(session, received, post, route, subscription)
+            self._subscribe(session, received, post, route, subscription, request.argument)
         elif request.verb == "unsubscribe":
             self._ask_confirmation(session, list_name, post.sender)
         elif request.verb == "confirm":
             self._confirm(session, list_name, post.sender, request.argument)
         elif request.verb == "erase":
             self._erase(session, received, post, route)
+        elif request.verb == "accept" and member is not None and self.standing is not None:
+            self.standing.accept_protocol(session, member, "email")
+            self._send(session, "member_protocol_accepted.txt", list_name, member.email)
         elif request.verb == "whoami":
             self._whoami(session, list_name, member)
         else:
@@ -112,12 +122,22 @@ class Requests:
         post: Post,
         route: Route,
         subscription: Subscription | None,
+        state: str = "",
     ) -> None:
         list_name = route.list_name or ""
         if subscription is not None:
             self._whoami(session, list_name, subscription.member)
             return
-        self.moderation.hold(session, received, post, route, [])
+        if state and countries.normalise(state) is None:  # "subscribe XX": say so, hold nothing
+            self._problem(session, list_name, post.sender, "bad_country", [f"{state}"])
+            return
+        language = self.settings.lists[list_name].language
+        given = (
+            [Reason(STATE_GIVEN, {"country": countries.label(state, language), "code": state})]
+            if state
+            else []
+        )
+        self.moderation.hold(session, received, post, route, given)
         self._send(session, "member_subscribe_pending.txt", list_name, post.sender, sender=post.sender)
 
     def _erase(self, session: Session, received: Received, post: Post, route: Route) -> None:
@@ -164,16 +184,20 @@ class Requests:
                 Confirmation.expires_at > now,
             )
             .values(used_at=now)
-            .returning(Confirmation.address)
-        ).scalar()
+            .returning(Confirmation.address, Confirmation.action)
+        ).first()
         if used is None:
             self._problem(session, list_name, address, "bad_token")
             return
-        member = find_member(session, used)
+        member = find_member(session, used.address)
+        if used.action == RECONFIRM and member is not None and self.standing is not None:
+            self.standing.renew(session, member, "email")
+            self._send(session, "member_reconfirmed.txt", list_name, member.email)
+            return
         subscription = _subscription_of(member, list_name)
         if member is not None and subscription is not None:
             member.subscriptions.remove(subscription)
-        self._send(session, "member_unsubscribed.txt", list_name, used)
+        self._send(session, "member_unsubscribed.txt", list_name, used.address)
 
     def _change(
         self,
@@ -190,9 +214,14 @@ class Requests:
             subscription.digest_period = value if value in ("daily", "weekly") else subscription.digest_period
         elif setting == "nomail":
             subscription.delivery = "none"
-        elif setting == "mail":  # also the way back after a bounce suspension
+        elif setting == "mail":  # also the way back after a bounce suspension (not a lapsed reconfirmation)
             subscription.delivery = "each" if subscription.delivery == "none" else subscription.delivery
-            subscription.disabled_at, subscription.bounce_score, subscription.probe_sent_at = None, 0.0, None
+            if subscription.disabled_reason is None:
+                subscription.disabled_at, subscription.bounce_score, subscription.probe_sent_at = (
+                    None,
+                    0.0,
+                    None,
+                )
         elif value in self.settings.languages:
             member.language = value
         else:
@@ -211,7 +240,7 @@ class Requests:
             member.email,
             email=member.email,
             name=member.name,
-            country=member.country,
+            country=countries.label(member.country, self.settings.lists[list_name].language),
             language=member.language or "",
             subscriptions=[
                 {
@@ -226,25 +255,29 @@ class Requests:
 
     def welcome(self, session: Session, held: Held, reason: str) -> None:
         """An approved subscription: the member is subscribed and welcomed."""
-        subscribe(session, held.sender, held.sender_name, held.list_name)
+        given = [r for r in held.reasons or [] if r.get("key") == STATE_GIVEN]
+        state = str((given[0].get("params") or {}).get("code", "")) if given else ""
+        subscribe(session, held.sender, held.sender_name, held.list_name, countries.normalise(state) or "")
         self.send_welcome(session, held.list_name, held.sender, held.sender_name)
 
     def send_welcome(self, session: Session, list_name: str, address: str, name: str) -> None:
         """To a new member (imported, or a subscription approved): how the forum works, in its language."""
         language = self.settings.lists[list_name].language
         base = self.settings.site.base_url
-        self.notifier.send(
-            session,
-            "member_welcome.txt",
-            list_name,
-            [address],
-            {
-                "name": name,
-                "protocol_url": protocol_url(base, language),
-                "archive_url": list_url(base, list_name),
-                **request_words(self.templates, language),
-            },
-        )
+        context = {
+            "name": name,
+            "protocol_url": protocol_url(base, language),
+            "archive_url": list_url(base, list_name),
+            "accept_url": "",
+            **request_words(self.templates, language),
+        }
+        reply_to = None
+        member = find_member(session, address)
+        required = self.settings.lists[list_name].moderation.require_protocol
+        if required and member is not None and member.protocol_accepted_at is None:
+            context["accept_url"] = protocol_link(base, protocol_token(self.secret, member.id))
+            reply_to = self.book.address_of(list_name, Kind.REQUEST)  # a reply "accept" reaches -request
+        self.notifier.send(session, "member_welcome.txt", list_name, [address], context, reply_to=reply_to)
 
     def refuse(self, session: Session, held: Held, reason: str) -> None:
         """A refused subscription: the requester learns why."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
@@ -27,15 +27,17 @@ from listserv.moderation.audit import AuditEntry, record
 from listserv.moderation.codes import derive_code, held_code, mint_code
 from listserv.moderation.reply_text import Action
 from listserv.moderation.rules import Reason
-from listserv.outgoing.notices import Notifier
-from listserv.store.directory import identity_of
+from listserv.outgoing.notices import Notice, Notifier
+from listserv.store import countries
 from listserv.store.models import Held, Received, Route
+from listserv.store.senders import identity_of
 
 log = logging.getLogger(__name__)
 EXCERPT_LINES = 40
 HELD_KIND = {Kind.PROPOSE: "proposal", Kind.REQUEST: "subscription"}
 STATE_OF = {"approve": "approved", "reject": "rejected", "discard": "discarded"}
 ACTION_OF = {state: action for action, state in STATE_OF.items()}
+INSERT_HELD = insert(Held.__table__)  # built once: its values are the execution's parameters
 ANY_KIND = "*"  # a consequence for every kind of held item without one of its own
 ERASURE = "erasure"  # a member's request to be erased: only a chief moderator decides it
 
@@ -79,41 +81,53 @@ class Moderation:
         route: Route,
         reasons: list[Reason],
         kind: str | None = None,
+        notice: str = "moderator_held.txt",
+        facts: dict[str, str] | None = None,
+        tell_sender: bool = True,  # False: the caller sends its own, more precise notice
+        identity: tuple[str, str] | None = None,  # the sender's (name, member state), if read already
     ) -> str:
         """Record the hold, tell the list's moderators (and the sender); return the reply code. A
-        request to erase a member (``kind`` erasure) goes to the chief moderators alone."""
+        request to erase a member (``kind`` erasure) goes to the chief moderators alone. Another kind
+        may name its own ``notice`` template and the ``facts`` it shows (a guest's invitation)."""
         mailing_list = self.settings.lists[route.list_name or ""]
         now = self.clock()
         minted = mint_code(self.secret)
-        held = Held(
-            route_id=route.id,
-            received_id=received.id,
-            list_name=mailing_list.name,
-            kind=kind or HELD_KIND.get(route.kind, "post"),
-            message_id=received.message_id,
-            sender=post.sender,
-            sender_name=post.sender_name,
-            subject=post.subject[:2000],
-            reasons=[{"key": r.key, "params": r.params} for r in reasons],
+        values = {
+            "route_id": route.id,
+            "received_id": received.id,
+            "list_name": mailing_list.name,
+            "kind": kind or HELD_KIND.get(route.kind, "post"),
+            "message_id": received.message_id,
+            "sender": post.sender,
+            "sender_name": post.sender_name,
+            "subject": post.subject[:2000],
+            "reasons": [{"key": r.key, "params": r.params} for r in reasons],
+            "state": "held",
             **held_code(minted, now, mailing_list.moderation.code_ttl_days),
-        )
-        session.add(held)
-        session.flush()
+        }
+        # An INSERT at once, not through the unit of work (a flush per held post): the notices only
+        # read the row, so they are given a detached copy of it.
+        inserted = session.connection().execute(INSERT_HELD, values)
+        held = Held(id=inserted.inserted_primary_key[0], **values)
         if held.kind == ERASURE:
             chiefs = list(self.settings.chief_moderators)
-            self.notify_moderators(session, held, received.raw, post, "chief_erasure_request.txt", chiefs)
+            notices = self.moderator_notices(
+                session, held, received.raw, post, "chief_erasure_request.txt", chiefs
+            )
         else:
-            self._notify_held(session, held, received.raw, post)
+            notices = self._held_notices(session, held, received.raw, post, notice, facts or {}, identity)
         moderators = {address.lower() for address in self.settings.moderators_of(held.list_name)}
         if (
             held.kind not in ("subscription", ERASURE)  # the requester gets their own "pending" answer
             and mailing_list.moderation.notify_sender_held
+            and tell_sender
             and post.sender
             and post.sender.lower() not in moderators
         ):
-            self.notifier.send(
-                session, "sender_held.txt", held.list_name, [post.sender], {"subject": held.subject}
+            notices += self.notifier.compose(
+                "sender_held.txt", held.list_name, [post.sender], {"subject": held.subject}
             )
+        self.notifier.queue(session, notices)  # the moderators' and the sender's: one INSERT
         log.info(
             "held %s on %s as #%d (%s)",
             held.message_id,
@@ -123,13 +137,22 @@ class Moderation:
         )
         return minted.code
 
-    def _notify_held(self, session: Session, held: Held, raw: bytes, post: Post) -> None:
+    def _held_notices(
+        self,
+        session: Session,
+        held: Held,
+        raw: bytes,
+        post: Post,
+        notice: str,
+        facts: dict[str, str],
+        identity: tuple[str, str] | None,
+    ) -> list[Notice]:
         """The notice is composed from hostile input; if it cannot be built, the post stays held and
         the moderators get a minimal notice (no excerpt, no attachment) with the reason, rather than
-        the message sitting in the worker's retries unseen."""
+        the message sitting in the worker's retries unseen. No savepoint: nothing is queued until
+        every notice is built, and a savepoint per held post cost a tenth of holding it."""
         try:
-            with session.begin_nested():
-                self.notify_moderators(session, held, raw, post, "moderator_held.txt")
+            return self.moderator_notices(session, held, raw, post, notice, identity=identity, **facts)
         except Exception:
             log.exception(
                 "notice for %s on %s could not be built; a minimal one is sent",
@@ -137,8 +160,23 @@ class Moderation:
                 held.list_name,
             )
             held.reasons = [*held.reasons, {"key": "notice_incomplete", "params": {}}]
+            session.execute(
+                update(Held)
+                .where(Held.id == held.id)
+                .values(reasons=held.reasons)
+                .execution_options(synchronize_session=False)
+            )
             bare = replace(post, text="", attachments=())
-            self.notify_moderators(session, held, raw, bare, "moderator_held.txt", attach_original=False)
+            return self.moderator_notices(
+                session,
+                held,
+                raw,
+                bare,
+                "moderator_held.txt",
+                attach_original=False,
+                identity=identity,
+                **facts,
+            )
 
     def hold_erasure_request(self, session: Session, list_name: str, address: str, name: str) -> Held:
         """A member's request, from their account page, to erase their data: held like ``erase my data``
@@ -172,12 +210,30 @@ class Moderation:
         template: str,
         recipients: list[str] | None = None,
         attach_original: bool = True,
+        identity: tuple[str, str] | None = None,
         **extra: Any,
     ) -> None:
+        notices = self.moderator_notices(
+            session, held, raw, post, template, recipients, attach_original, identity, **extra
+        )
+        self.notifier.queue(session, notices)
+
+    def moderator_notices(
+        self,
+        session: Session,
+        held: Held,
+        raw: bytes,
+        post: Post,
+        template: str,
+        recipients: list[str] | None = None,
+        attach_original: bool = True,
+        identity: tuple[str, str] | None = None,
+        **extra: Any,
+    ) -> list[Notice]:
+        """``notify_moderators``'s notices, composed, not queued."""
         code = derive_code(self.secret, held.code_nonce)
-        context = self._notice_context(session, held, code, raw, post) | extra
-        self.notifier.send(
-            session,
+        context = self._notice_context(session, held, code, raw, post, identity) | extra
+        return self.notifier.compose(
             template,
             held.list_name,
             recipients or self.settings.moderators_of(held.list_name),
@@ -187,17 +243,23 @@ class Moderation:
         )
 
     def _notice_context(
-        self, session: Session, held: Held, code: str, raw: bytes, post: Post
+        self,
+        session: Session,
+        held: Held,
+        code: str,
+        raw: bytes,
+        post: Post,
+        identity: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         language = self.settings.lists[held.list_name].language
         lines = post.text.splitlines()
-        name, country = identity_of(session, held.sender)
+        name, country = identity if identity is not None else identity_of(session, held.sender)
         return {
             "kind": held.kind,
             "code": code,
             "sender_name": name or held.sender_name,
             "sender": held.sender,
-            "country": country,
+            "country": countries.label(country, language),
             "subject": held.subject,
             "reasons": [vocabulary.reason_text(self.templates, r, language) for r in held.reasons],
             "size": f"{max(1, round(len(raw) / 1024))} KB",

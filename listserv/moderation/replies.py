@@ -26,6 +26,7 @@ from listserv.moderation.reply_text import Action, Command, find_code, read_repl
 from listserv.moderation.rules import (
     Submission,
     fails_authenticity,
+    fails_local_dkim,
     is_automatic,
     looks_automatic,
     looks_like_loop,
@@ -128,8 +129,8 @@ class ModeratorMail:
             return "automatic"  # a vacation message to the moderate address must never approve
         if not actor or not self._may_moderate(actor, list_name):
             return "not_moderator"
-        if fails_authenticity(sub) is not None:
-            return "unauthenticated"  # a forged moderator From
+        if fails_authenticity(sub) is not None or fails_local_dkim(sub) is not None:
+            return "unauthenticated"  # a forged moderator From: as a post from them would be held
         return None
 
     def _may_moderate(self, actor: str, list_name: str) -> bool:

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Literal
 
 from listserv.mail.own_text import own_blocks
@@ -32,6 +33,9 @@ CODE_AT_START = re.compile(
     r"[\[(<#]*(?P<code>[0-9A-Za-z]{5}(?P<sep>-|[ \t]*)[0-9A-Za-z]{5}(?P=sep)[0-9A-Za-z]{5})[\])>]*"
     r"(?!-?[0-9A-Za-z])"
 )
+# Decisions one reply may carry: more than a moderator clears at once, few enough that a forged reply
+# of 25 MB of "approve CODE" lines cannot keep the worker (and every post behind it) busy for hours.
+MAX_COMMANDS = 100
 COMMAND_LINE = re.compile(r"\W*(\w(?:[\w'’-]*\w)?)(.*)", re.DOTALL)
 OPENING = ("Ps", "Pi")  # an opening bracket or quote begins a reason or a code: kept
 # Chinese and Japanese: a command word may be followed by its reason with no space in between.
@@ -100,7 +104,8 @@ def _decide(
     if first.code is None:
         return (first,), True
     more = (_read_command(line, words, standalone) for line in lines[1:])
-    return (first, *(command for command in more if command and command.code)), True
+    coded = islice((command for command in more if command and command.code), MAX_COMMANDS - 1)
+    return (first, *coded), True
 
 
 def _read_command(line: str, words: Mapping[str, Action], standalone: frozenset[str]) -> Command | None:

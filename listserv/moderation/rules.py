@@ -11,19 +11,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 import authres
 
 from listserv.config import MailingList
 from listserv.mail.message import Post
-from listserv.store.directory import Sender
+from listserv.outgoing.windows import is_open, next_opening
+from listserv.store.senders import Sender
 
 AUTO_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|absence|réponse automatique"
     r"|respuesta automática|abwesenheit|vacation)\b",
     re.IGNORECASE,
 )
+PROTOCOL_NOT_ACCEPTED = "protocol_not_accepted"
+ROOM_CLOSED = "room_closed"
 DAEMON_SENDER = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|bounces?)[@+-]", re.IGNORECASE)
 
 
@@ -53,6 +57,9 @@ class Submission:
     loop_marker: str  # our X-Loop value
     raw: bytes = b""
     verify_dkim: Callable[[bytes], str | None] | None = None  # dkimpy: the verified d= domain, or None
+    thread_id: int | None = None  # the archived thread it replies to; looked up for guests only
+    now: datetime | None = None  # when it arrived: the room's open window (rooms[].open) is checked
+    timezone: str = "UTC"  # the site's, in which a window's days are counted
 
 
 @dataclass(frozen=True)
@@ -111,10 +118,30 @@ def has_unclear_sender(sub: Submission) -> Reason | None:
     return Reason("no_sender")
 
 
+def is_only_guest(sub: Submission) -> bool:
+    """Invited to discussions of this list, and no member or moderator of it."""
+    sender = sub.sender
+    return bool(sender.guest_threads) and not (sender.is_member or sender.is_moderator or sender.is_chief)
+
+
+def is_guest_new_thread(sub: Submission) -> Reason | None:
+    """A guest writes only in the discussion they were invited to: anything else is refused, politely."""
+    if is_only_guest(sub) and sub.thread_id not in sub.sender.guest_threads:
+        return Reason("guest_new_thread", {"sender": sub.sender.address})
+    return None
+
+
+def is_guest_post(sub: Submission) -> Reason | None:
+    """A guest's reply in their discussion: always held, whatever the list's hold policy."""
+    if is_only_guest(sub) and sub.thread_id in sub.sender.guest_threads:
+        return Reason("guest_post", {"sender": sub.sender.address})
+    return None
+
+
 def sender_not_member(sub: Submission) -> Reason | None:
     if has_unclear_sender(sub) is not None:
         return None  # held for the moderators instead: there is nobody to refuse
-    if sub.sender.is_member or sub.sender.is_moderator or sub.sender.is_chief:
+    if sub.sender.is_member or sub.sender.is_moderator or sub.sender.is_chief or is_only_guest(sub):
         return None
     return Reason("not_member", {"sender": sub.sender.address or "?", "list_name": sub.mailing_list.name})
 
@@ -159,6 +186,26 @@ def fails_local_dkim(sub: Submission) -> Reason | None:
     if sub.verify_dkim(sub.raw):
         return None
     return Reason("dkim_failed_local", {"domain": sub.sender.address.rpartition("@")[2].lower()})
+
+
+def room_is_closed(sub: Submission) -> Reason | None:
+    """Outside the room's open window a post waits: released at the opening (``moderation/openings``)."""
+    window = sub.mailing_list.open
+    if window is None or sub.now is None or is_open(window, sub.now, sub.timezone):
+        return None
+    opening = next_opening(window, sub.now, sub.timezone)
+    when = f"{opening:%Y-%m-%d %H:%M} ({sub.timezone})" if opening else "—"
+    return Reason(ROOM_CLOSED, {"opens_at": when})
+
+
+def has_not_accepted_protocol(sub: Submission) -> Reason | None:
+    """With ``moderation.require_protocol``: a member's posts wait until they accept the usage protocol
+    (a reply ``accept`` to the welcome, or its link); moderators are not asked to."""
+    if not sub.mailing_list.moderation.require_protocol or sub.sender.protocol_accepted:
+        return None
+    if not sub.sender.is_member or sub.sender.is_moderator or sub.sender.is_chief:
+        return None
+    return Reason(PROTOCOL_NOT_ACCEPTED, {"sender": sub.sender.address})
 
 
 def is_preapproved(sub: Submission) -> Reason | None:
@@ -214,6 +261,8 @@ def is_aligned(signing_domain: str, from_domain: str) -> bool:
 
 
 def always(sub: Submission) -> Reason | None:
+    if sub.mailing_list.moderation.hold == "none":
+        return None  # reached only when a reason above holds the post: that reason alone is true
     if sub.mailing_list.moderation.hold == "non_staff":
         return Reason("non_staff_held", {"sender": sub.sender.address})
     return Reason("held_by_policy", {"list_name": sub.mailing_list.name})
@@ -222,12 +271,16 @@ def always(sub: Submission) -> Reason | None:
 POLICY: tuple[tuple[Rule, Verdict], ...] = (
     (looks_like_loop, Verdict.DISCARD),
     (is_automatic, Verdict.DISCARD),
+    (is_guest_new_thread, Verdict.REJECT),
     (sender_not_member, Verdict.REJECT),
     (has_unclear_sender, Verdict.HOLD),
     (looks_automatic, Verdict.HOLD),
     (fails_authenticity, Verdict.HOLD),
     (fails_local_dkim, Verdict.HOLD),
     (is_unverified_privilege, Verdict.HOLD),
+    (is_guest_post, Verdict.HOLD),  # before any ACCEPT: a held reason outranks pre-approval
+    (has_not_accepted_protocol, Verdict.HOLD),
+    (room_is_closed, Verdict.HOLD),
     (is_preapproved, Verdict.ACCEPT),
     (always, Verdict.HOLD),
 )

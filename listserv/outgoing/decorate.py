@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from email.header import Header
 from typing import Literal
 
+from listserv.mail.addresses import parse_mailboxes
 from listserv.mail.message import find_message_id
 from listserv.mail.rawmime import (
     CONTROL,
@@ -27,6 +28,7 @@ from listserv.mail.rawmime import (
     address_field,
     content_type_field,
     decode_transfer,
+    decoded_text,
     encode_transfer,
     field_name,
     fold_items,
@@ -39,6 +41,7 @@ from listserv.mail.rawmime import (
     within_line_limit,
 )
 from listserv.mail.subjects import prefix_subject
+from listserv.mail.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class Decoration:
 
 def decorate(raw: bytes, decoration: Decoration) -> bytes:
     data = LINE_END.sub(CRLF, raw)
-    original = split_entity(data)
+    original = with_clean_from(split_entity(data))
     munged = decoration.munge and decoration.dmarc != "off"
     if munged and decoration.dmarc == "wrap":
         message = wrap_message(data, original, decoration.footer_text)
@@ -78,11 +81,38 @@ def decorate(raw: bytes, decoration: Decoration) -> bytes:
         message = add_footer_or_wrap(original, decoration, data)
     message = set_subject(set_list_fields(message, decoration), decoration.subject_prefix)
     message, dropped = within_line_limit(set_sender_fields(message, original, decoration, munged))
+    if "from" in dropped and (sender := mailboxes(original.first("from"))[:1]):
+        # A copy without From is refused downstream: rewrite it, the name re-encoded (and shortened).
+        message = message.set("from", address_field("From", sender))
+        dropped = tuple(name for name in dropped if name != "from")
     if dropped:
         log.warning(
             "%s: header field(s) %s too long to send, left out of the copy", decoration.list_name, dropped
         )
     return message.to_bytes()
+
+
+LINE_BREAKS = re.compile("[\r\n\x85\u2028\u2029]")
+
+
+def with_clean_from(original: Entity) -> Entity:
+    """The author's From as written when it reads as one mailbox whose name shows no line break; else
+    rebuilt from the mailbox the forum took for the sender. Written otherwise (an encoded CR/LF, a raw
+    U+2028, a group "Hi\u2028Bcc: x@evil" around the address), a client could show or reply to
+    what the moderators never saw, and a DMARC munge would take its first address for Reply-To."""
+    field = original.first("from")
+    valid = parse_mailboxes(field.decode("utf-8", "replace")) if field else []
+    if field is None or not valid:
+        return original
+    written = mailboxes(field)
+    if (
+        len(written) == 1
+        and written[0][1].lower() == valid[0][1].lower()
+        and not LINE_BREAKS.search(decoded_text(field))
+    ):
+        return original
+    name = clean_text(header_text(valid[0][0].encode()))
+    return original.set("from", address_field("From", [(name, valid[0][1])]))
 
 
 def list_id(decoration: Decoration) -> bytes:
@@ -104,8 +134,9 @@ def set_list_fields(message: Entity, decoration: Decoration) -> Entity:
         "List-Post": [f"<mailto:{decoration.list_address}>"],
         "List-Help": [f"<mailto:{request}?subject=help>"],
         "List-Owner": [f"<mailto:{decoration.owner_address}>"],
-        "List-Unsubscribe": [f"<mailto:{request}?subject=unsubscribe>"]
-        + [f"<{one_click}>"] * bool(one_click),
+        # RFC 8058's one-click URL first (as its examples and the big receivers show it), then mailto.
+        "List-Unsubscribe": [f"<{one_click}>"] * bool(one_click)
+        + [f"<mailto:{request}?subject=unsubscribe>"],
         "List-Unsubscribe-Post": ["List-Unsubscribe=One-Click"] * bool(one_click),
         "List-Archive": [f"<{decoration.archive_url}>"] * bool(decoration.archive_url),
         "Archived-At": [f"<{decoration.message_url}>"] * bool(decoration.message_url),

@@ -8,7 +8,14 @@ its own kept-open SMTP connection) and records every result in one transaction p
 - a recipient refused (5xx) → a hard bounce for that member (logged; bounce scoring builds on it);
 - the whole transaction deferred or the relay down → the row waits and is retried, until
   ``delivery.give_up_after_hours``; then ``failed`` and reported by ``listserv status``.
+If the database goes away mid-round, results wait in memory (their rows stay ``sending``, so nobody
+sends them again) and are recorded when it returns; claimed rows not yet tried are given back.
 Digest-mode members are skipped here (the digest serves them); ``none`` receive nothing.
+
+A personal row (``delivery.personalize: on``) goes out as one transaction per recipient, each with the
+member's token substituted into the one decorated copy and a VERP envelope
+(``ta-en-bounces+TOKEN@``); recipients not confirmed when a connection fails midway wait in a new row,
+so a crash or a drop repeats at most the rows in hand.
 """
 
 from __future__ import annotations
@@ -20,18 +27,42 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.background import Background
 from listserv.config import Settings
-from listserv.outgoing.transport import PermanentFailure, Refused, TransientFailure, Transport, backoff
-from listserv.store.models import ArchivedPost, Delivery, SentDigest
+from listserv.outgoing.personal import MemberTokens, verp
+from listserv.outgoing.transport import (
+    PermanentFailure,
+    Personal,
+    Refused,
+    TransientFailure,
+    Transport,
+    backoff,
+)
+from listserv.store.db import relax_commit
+from listserv.store.directory import email_key
+from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest
 
 log = logging.getLogger(__name__)
 IDLE_SWEEP_SECONDS = 30.0
 ROUNDS_PER_CONNECTION = 4  # rows claimed per round, per connection
+# A connection that mostly waits for answers — every RCPT without PIPELINING, every personal transaction
+# (its body cannot leave before the 354 of its DATA) — gets company: then this many times
+# ``delivery.connections`` are used (mlmmj runs one sender per post for the same reason). Measured in
+# bench/fanout.py (a) and (b).
+UNPIPELINED_WIDTH = 4
+
+
+@dataclass(frozen=True)
+class Claim:
+    rows: list[Delivery]
+    copies: dict[tuple[str, int], bytes]  # what each row sends, by _source
+    tokens: dict[tuple[str, str], str]  # (list, address lowercased) → token, for personal rows
 
 
 @dataclass(frozen=True)
@@ -49,17 +80,28 @@ class Deliverer:
         settings: Settings,
         transport: Transport,
         clock: Callable[[], datetime],
+        tokens: MemberTokens,
         on_hard_bounce: Callable[[Session, str, str], None] = lambda *_: None,
     ) -> None:
         self._on_hard_bounce = on_hard_bounce  # (session, list name, address): scored like a DSN
         self._engine = engine
+        # Results and claims may be undone by a power loss (not by a crash of the process): at worst a
+        # batch goes out again, nothing is lost; and a commit no longer waits for the disk.
+        self._results = engine.execution_options(sqlite_synchronous="NORMAL")
         self._settings = settings
         self._transport = transport
         self._clock = clock
+        self._tokens = tokens
         connections = settings.delivery.connections
-        self._pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp")
+        # One single-thread lane per connection (smtplib connections are per thread): a round uses the
+        # first ``width`` lanes, so exactly that many connections are ever open.
+        self._lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"smtp{lane}")
+            for lane in range(connections * UNPIPELINED_WIDTH)
+        ]
         self._round = connections * ROUNDS_PER_CONNECTION
         self._done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
+        self._untried: queue.SimpleQueue[int] = queue.SimpleQueue()  # claimed, not sent: give back
         self._recording = threading.Lock()
         self.background = Background("delivery", self.send_due, self._round, IDLE_SWEEP_SECONDS)
 
@@ -71,36 +113,85 @@ class Deliverer:
             ).rowcount
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for lane in self._lanes:
+            lane.shutdown(wait=True)
         self._transport.close()
 
     def send_due(self) -> int:
-        rows, copies = self._claim()
+        self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
+        claim = self._claim(len(self._lanes) * ROUNDS_PER_CONNECTION)
+        width = self._width(claim.rows)
         # Each batch's result is committed the moment it is known: a crash re-sends only the
         # batches on the wire (at most one per connection), not the whole round.
-        list(self._pool.map(lambda row: self._finish(self._attempt(row, copies[_source(row)])), rows))
-        return len(rows)
+        hands = [claim.rows[lane::width] for lane in range(width)]
+        done = [self._lanes[lane].submit(self._send_rows, rows, claim) for lane, rows in enumerate(hands)]
+        for future in done:
+            future.result()
+        self._record_waiting()  # raises if the database went away meanwhile: Background waits, retries
+        return len(claim.rows)
 
-    def _finish(self, attempt: Attempt) -> None:
-        """Group commit: the first thread to get the lock records every result waiting, its own and
-        those that arrived meanwhile; the others find theirs already committed."""
+    def _width(self, rows: list[Delivery]) -> int:
+        """Connections for this round: more when they would mostly wait (see UNPIPELINED_WIDTH)."""
+        waiting = self._transport.pipelining is False or any(row.personal for row in rows)
+        return self._settings.delivery.connections * (UNPIPELINED_WIDTH if waiting else 1)
+
+    def _send_rows(self, rows: list[Delivery], claim: Claim) -> None:
+        for index, row in enumerate(rows):
+            if not self._finish(self._attempt(row, claim)):
+                # The database is away: send no more than is on the wire; the rest of this hand is
+                # given back to the queue when it returns (it stays ``sending`` until then).
+                for untried in rows[index + 1 :]:
+                    self._untried.put(untried.id)
+                return
+
+    def _finish(self, attempt: Attempt) -> bool:
+        """Record ``attempt``; False if the database is away (it is kept and recorded later)."""
         self._done.put(attempt)
-        with self._recording:
-            attempts = []
-            while not self._done.empty():
-                attempts.append(self._done.get_nowait())
-            if attempts:
-                self._record(attempts)
+        try:
+            self._record_waiting()
+        except SQLAlchemyError as error:
+            log.error("delivery results kept until the database is back: %s", error)
+            return False
+        return True
 
-    def _claim(self) -> tuple[list[Delivery], dict[tuple[str, int], bytes]]:
+    def _record_waiting(self) -> None:
+        """Group commit: the first thread to get the lock records every result waiting, its own and
+        those that arrived meanwhile; the others find theirs already committed. A failed commit puts
+        them back: a row is ``sending`` until its result is recorded, never sent twice for it."""
+        with self._recording:
+            attempts = _drain(self._done)
+            untried = _drain(self._untried)
+            try:
+                if attempts:
+                    self._record(attempts)
+                if untried:
+                    self._give_back(untried)
+            except SQLAlchemyError:
+                for attempt in attempts:
+                    self._done.put(attempt)
+                for row_id in untried:
+                    self._untried.put(row_id)
+                raise
+
+    def _give_back(self, row_ids: list[int]) -> None:
+        with Session(self._results) as session, session.begin():
+            relax_commit(session)
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(row_ids), Delivery.state == "sending")
+                .values(state="queued")
+            )
+
+    def _claim(self, limit: int) -> Claim:
         now = self._clock()
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+        with Session(self._results, expire_on_commit=False) as session, session.begin():
+            relax_commit(session)
             rows = list(
                 session.scalars(
                     select(Delivery)
                     .where(Delivery.state == "queued", Delivery.next_attempt_at <= now)
                     .order_by(Delivery.id)
-                    .limit(self._round)
+                    .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
             )
@@ -122,10 +213,42 @@ class Deliverer:
                     select(SentDigest.id, SentDigest.raw).where(SentDigest.id.in_(digests))
                 )
             }
-        return rows, copies
+            tokens = self._tokens_of(session, [row for row in rows if row.personal])
+        return Claim(rows, copies, tokens)
 
-    def _attempt(self, row: Delivery, raw: bytes) -> Attempt:
+    def _tokens_of(self, session: Session, rows: list[Delivery]) -> dict[tuple[str, str], str]:
+        """Each recipient's token, made from the ids as they are now: one query per round, not per
+        recipient. An address no longer a member gets a token naming nobody (its link does nothing)."""
+        if not rows:
+            return {}
+        lists = session.execute(select(ListRow.name, ListRow.id))
+        list_ids: dict[str, int] = {name: id_ for name, id_ in lists}
+        keys = sorted({email_key(rcpt) for row in rows for rcpt in row.recipients})
+        member_ids: dict[str, int] = {}
+        for start in range(0, len(keys), 5000):  # under every database's limit of bound parameters
+            chunk = keys[start : start + 5000]
+            found = session.execute(select(Member.email_key, Member.id).where(Member.email_key.in_(chunk)))
+            member_ids.update((key, id_) for key, id_ in found)
+        return {
+            (row.list_name, key): self._tokens.make(member_ids.get(key, 0), list_ids.get(row.list_name, 0))
+            for row in rows
+            for key in map(email_key, row.recipients)
+        }
+
+    def _attempt(self, row: Delivery, claim: Claim) -> Attempt:
+        raw = claim.copies[_source(row)]
         try:
+            if row.personal:
+                copies = [
+                    Personal(rcpt, verp(row.mail_from, token), token)
+                    for rcpt in row.recipients
+                    for token in (claim.tokens[(row.list_name, email_key(rcpt))],)
+                ]
+                refused = self._transport.send_personal(raw, copies)
+                if len(refused) == len(copies) and all(code < 500 for code, _ in refused.values()):
+                    # Nothing went and nothing is final: the row waits whole, as a deferred batch does.
+                    return Attempt(row, error=_summary(refused))
+                return Attempt(row, refused=refused)
             return Attempt(row, refused=self._transport.send(row.mail_from, row.recipients, raw))
         except PermanentFailure as error:
             return Attempt(row, error=str(error), permanent=True)
@@ -135,9 +258,21 @@ class Deliverer:
     def _record(self, attempts: list[Attempt]) -> None:
         now = self._clock()
         give_up = timedelta(hours=self._settings.delivery.give_up_after_hours)
-        with Session(self._engine) as session, session.begin():
+        # The usual result — every recipient accepted — is one UPDATE for all such rows, not one each.
+        accepted = [attempt.row.id for attempt in attempts if attempt.refused == {}]
+        with Session(self._results) as session, session.begin():
+            relax_commit(session)
+            if accepted:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(accepted), Delivery.state == "sending")
+                    .values(state="sent", attempts=Delivery.attempts + 1, sent_at=now, last_error=None)
+                    .execution_options(synchronize_session=False)
+                )
             for attempt in attempts:
                 row = attempt.row
+                if attempt.refused == {}:
+                    continue
                 if attempt.refused is not None:
                     self._sent(session, row, attempt.refused, now, give_up)
                 elif attempt.permanent or now - row.created_at > give_up:
@@ -164,7 +299,7 @@ class Deliverer:
     def _sent(
         self, session: Session, row: Delivery, refused: Refused, now: datetime, give_up: timedelta
     ) -> None:
-        _set(
+        recorded = _set(
             session,
             row,
             state="sent",
@@ -172,11 +307,13 @@ class Deliverer:
             sent_at=now,
             last_error=str(refused) if refused else None,
         )
+        if not recorded:
+            return  # recorded already (a commit that failed to answer but went through)
         deferred = [rcpt for rcpt, (code, _) in refused.items() if code < 500]
-        for rcpt, (code, text) in refused.items():
+        for rcpt, (code, answer) in refused.items():
             if code >= 500:
                 log.warning(
-                    "hard bounce from the relay for %s (%s #%s): %d %r", rcpt, *_source(row), code, text
+                    "hard bounce from the relay for %s (%s #%s): %d %r", rcpt, *_source(row), code, answer
                 )
                 self._on_hard_bounce(session, row.list_name, rcpt)
         if deferred and now - row.created_at <= give_up:
@@ -187,6 +324,7 @@ class Deliverer:
                     list_name=row.list_name,
                     mail_from=row.mail_from,
                     recipients=deferred,
+                    personal=row.personal,
                     state="queued",
                     attempts=row.attempts + 1,
                     created_at=row.created_at,
@@ -202,5 +340,21 @@ def _source(row: Delivery) -> tuple[str, int]:
     return ("post", row.post_id) if row.post_id is not None else ("digest", row.digest_id or 0)
 
 
-def _set(session: Session, row: Delivery, **values: object) -> None:
-    session.execute(update(Delivery).where(Delivery.id == row.id).values(**values))
+def _summary(refused: Refused) -> str:
+    code, text = next(iter(refused.values()))
+    return f"{code} {text!r} (every recipient deferred)"
+
+
+def _set(session: Session, row: Delivery, **values: object) -> bool:
+    """Record a claimed row's result; False if it was recorded already (it is no longer ``sending``)."""
+    changed = session.execute(
+        update(Delivery).where(Delivery.id == row.id, Delivery.state == "sending").values(**values)
+    )
+    return bool(changed.rowcount)
+
+
+def _drain(waiting: queue.SimpleQueue[Any]) -> list[Any]:
+    taken = []
+    while not waiting.empty():
+        taken.append(waiting.get_nowait())
+    return taken

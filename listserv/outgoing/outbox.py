@@ -2,7 +2,9 @@
 
 A row is claimed (state ``sending``) in a short transaction, sent, then marked ``sent`` — so no
 database lock is held while talking SMTP. A crash mid-send leaves it ``sending``; on start such rows
-go back to the queue: at worst a message is sent twice, never lost. 4xx answers and connection
+go back to the queue: at worst a message is sent twice, never lost. If the database goes away
+mid-send, results wait in memory (the rows stay ``sending``) and are recorded when it returns; rows
+claimed and not yet tried are given back. 4xx answers and connection
 failures are retried with exponential backoff and jitter until ``delivery.give_up_after_hours``;
 5xx answers (or giving up) mark the row ``failed`` and log it with its purpose, for the operator.
 """
@@ -12,64 +14,116 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.background import Background
 from listserv.config import DeliveryConfig
 from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
+from listserv.store.db import relax_commit
 from listserv.store.models import Outbox
 
 log = logging.getLogger(__name__)
 BATCH = 50
 IDLE_SWEEP_SECONDS = 30.0
 # Rows deleted once sent: the notice telling an erased person it is done is the last trace of them.
+INSERT_OUTBOX = insert(Outbox.__table__)  # built once: its values are the execution's parameters
 FORGET_WHEN_SENT = frozenset({"member_erasure_done"})
 
 
 def enqueue(
     session: Session, purpose: str, mail_from: str, recipients: list[str], raw: bytes, now: datetime
-) -> Outbox:
-    row = Outbox(
-        purpose=purpose,
-        mail_from=mail_from,
-        recipients=recipients,
-        raw=raw,
-        created_at=now,
-        next_attempt_at=now,
-        state="queued",
-        attempts=0,
-    )
-    session.add(row)
-    return row
+) -> None:
+    """Queue one message in the session's transaction. An INSERT at once, not an ORM object: nothing
+    reads the row back, and the unit of work's flush cost more than the notice itself."""
+    enqueue_all(session, [(purpose, mail_from, recipients, raw)], now)
+
+
+def enqueue_all(session: Session, messages: list[tuple[str, str, list[str], bytes]], now: datetime) -> None:
+    """Queue several messages — (purpose, envelope sender, recipients, bytes) — in one statement: a
+    held post's notices to the moderators and to its sender are one INSERT."""
+    if not messages:
+        return
+    rows = [
+        {
+            "purpose": purpose,
+            "mail_from": mail_from,
+            "recipients": recipients,
+            "raw": raw,
+            "created_at": now,
+            "next_attempt_at": now,
+            "state": "queued",
+            "attempts": 0,
+        }
+        for purpose, mail_from, recipients, raw in messages
+    ]
+    session.connection().execute(INSERT_OUTBOX, rows[0] if len(rows) == 1 else rows)
 
 
 class OutboxSender:
     def __init__(
         self, engine: Engine, delivery: DeliveryConfig, transport: Transport, clock: Callable[[], datetime]
     ) -> None:
-        self._engine = engine
+        # Claims and results may be undone by a power loss (not by a crash of the process): at worst a
+        # notice goes out again, none is lost; and the commit after each notice no longer waits for
+        # the disk (nor holds SQLite's write lock meanwhile, which the worker holding posts waits for).
+        self._engine = engine.execution_options(sqlite_synchronous="NORMAL")
         self._delivery = delivery
         self._transport = transport
         self._clock = clock
         self.background = Background("outbox", self.send_due, BATCH, IDLE_SWEEP_SECONDS)
+        # Results not yet recorded (the database was away) and rows claimed but not tried: only the
+        # background thread touches them.
+        self._waiting: list[Callable[[], None]] = []
+        self._untried: list[int] = []
 
     def requeue_interrupted(self) -> int:
         """Rows left ``sending`` by a crash go back to the queue (called once at start)."""
         with Session(self._engine) as session, session.begin():
+            relax_commit(session)
             result = session.execute(update(Outbox).where(Outbox.state == "sending").values(state="queued"))
             return result.rowcount
 
     def send_due(self) -> int:
+        self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
         rows = self._claim()
-        for row in rows:
+        for index, row in enumerate(rows):
             self._send_one(row)
+            if self._waiting:  # the database went away: send no more; give the rest back later
+                self._untried.extend(untried.id for untried in rows[index + 1 :])
+                break
+        self._record_waiting()  # raises if the database is still away: Background waits, retries
         return len(rows)
+
+    def _settle(self, record: Callable[[], None]) -> None:
+        """Record a result now, or keep it (the row stays ``sending``) until the database is back."""
+        self._waiting.append(record)
+        try:
+            self._record_waiting()
+        except SQLAlchemyError as error:
+            log.error("outbox results kept until the database is back: %s", error)
+
+    def _record_waiting(self) -> None:
+        while self._waiting:
+            self._waiting[0]()
+            self._waiting.pop(0)
+        if self._untried:
+            with Session(self._engine) as session, session.begin():
+                relax_commit(session)
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_(self._untried), Outbox.state == "sending")
+                    .values(state="queued")
+                )
+            self._untried = []
 
     def _claim(self) -> list[Outbox]:
         now = self._clock()
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            relax_commit(session)
             rows = session.scalars(
                 select(Outbox)
                 .where(Outbox.state == "queued", Outbox.next_attempt_at <= now)
@@ -85,29 +139,30 @@ class OutboxSender:
         try:
             refused = self._transport.send(row.mail_from, row.recipients, row.raw)
         except PermanentFailure as error:
-            self._finish(row, "failed", str(error))
+            self._settle(partial(self._finish, row, "failed", str(error)))
             log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, error)
             return
         except TransientFailure as error:
-            self._retry(row, str(error))
+            self._settle(partial(self._retry, row, str(error), self._clock()))
             return
         deferred = [rcpt for rcpt, (code, _) in refused.items() if code < 500]
         if deferred:  # notices have one recipient: a deferral is the whole message's
-            self._retry(row, f"deferred: {refused}")
+            self._settle(partial(self._retry, row, f"deferred: {refused}", self._clock()))
         elif refused:
-            self._finish(row, "failed", f"refused: {refused}")
+            self._settle(partial(self._finish, row, "failed", f"refused: {refused}"))
             log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, refused)
         else:
-            self._finish(row, "sent", None)
+            self._settle(partial(self._finish, row, "sent", None))
 
     def _finish(self, row: Outbox, state: str, error: str | None) -> None:
         with Session(self._engine) as session, session.begin():
+            relax_commit(session)
             if state == "sent" and row.purpose in FORGET_WHEN_SENT:
                 session.execute(delete(Outbox).where(Outbox.id == row.id))
                 return
             session.execute(
                 update(Outbox)
-                .where(Outbox.id == row.id)
+                .where(Outbox.id == row.id, Outbox.state == "sending")  # not if recorded already
                 .values(
                     state=state,
                     attempts=row.attempts + 1,
@@ -116,8 +171,7 @@ class OutboxSender:
                 )
             )
 
-    def _retry(self, row: Outbox, error: str) -> None:
-        now = self._clock()
+    def _retry(self, row: Outbox, error: str, now: datetime) -> None:
         if now - row.created_at > timedelta(hours=self._delivery.give_up_after_hours):
             self._finish(row, "failed", error)
             log.error(
@@ -126,9 +180,10 @@ class OutboxSender:
             return
         delay = backoff(row.attempts)
         with Session(self._engine) as session, session.begin():
+            relax_commit(session)
             session.execute(
                 update(Outbox)
-                .where(Outbox.id == row.id)
+                .where(Outbox.id == row.id, Outbox.state == "sending")  # not if recorded already
                 .values(
                     state="queued",
                     attempts=row.attempts + 1,

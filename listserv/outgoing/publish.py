@@ -1,8 +1,9 @@
 """Publishing an approved post: archive it, decorate it once, plan the fan-out.
 
 Planning runs inside the approval's transaction: the archive row, the decorated copy and one
-``delivery`` row per ``delivery.batch_size`` recipients commit together, or not at all. Digest-mode
-members are skipped here (the digest serves them); ``none`` receive nothing.
+``delivery`` row per ``delivery.batch_size`` recipients commit together, or not at all. In personal
+mode (``delivery.personalize: on``) a row is still a batch of recipients, sent as one transaction each.
+Digest-mode members are skipped here (the digest serves them); ``none`` receive nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from listserv.mail.addresses import AddressBook, Kind
 from listserv.mail.message import find_message_id, parse_post
 from listserv.mail.templates import MailTemplates
 from listserv.outgoing.decorate import Decoration, decorate
+from listserv.outgoing.personal import PLACEHOLDER, SHADOW, offers_one_click, one_click_url
+from listserv.store.guests import thread_guests
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, Received, Subscription
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ class Publisher:
         post = archive_message(session, received, list_name, now, self.prefix(mailing_list))
         if post is None or post.delivered_raw is not None:
             return post  # already published: approval replayed after a crash, or a duplicate
-        post.delivered_raw = decorate(post.raw, self.decoration(mailing_list, post))
+        post.delivered_raw = self.members_copy(mailing_list, post)
         planned = self.plan(session, post, mailing_list, now)
         log.info("published %s on %s to %d member(s)", post.message_id, list_name, planned)
         return post
@@ -52,7 +55,7 @@ class Publisher:
         message_id = find_message_id(raw) or ""
         post = archive_raw(session, raw, message_id, list_name, now, self.prefix(mailing_list))
         if post.delivered_raw is None:
-            post.delivered_raw = decorate(post.raw, self.decoration(mailing_list, post))
+            post.delivered_raw = self.members_copy(mailing_list, post)
             self.plan(session, post, mailing_list, now)
         return post
 
@@ -60,13 +63,34 @@ class Publisher:
         configured = mailing_list.delivery.subject_prefix
         return f"[{mailing_list.name.upper()}]" if configured is None else configured
 
-    def decoration(self, mailing_list: MailingList, post: ArchivedPost) -> Decoration:
+    def members_copy(self, mailing_list: MailingList, post: ArchivedPost) -> bytes:
+        """The decorated copy, built once. In personal mode with one-click, the header and the footer's
+        unsubscribe link carry ``PLACEHOLDER`` for the token. The footer's link keeps it only when
+        substitution is proven exact (a SHADOW build differs by the stand-in alone): a footer that went
+        into base64, or a quoted-printable line broken inside the URL, links to the list's page instead."""
+        base = self.settings.site.base_url
+        if not offers_one_click(mailing_list.delivery, base):
+            return decorate(post.raw, self.decoration(mailing_list, post))
+        header = one_click_url(base, PLACEHOLDER.decode())
+        copy = decorate(post.raw, self.decoration(mailing_list, post, header, header))
+        shadow_url = one_click_url(base, SHADOW.decode())
+        shadow = decorate(post.raw, self.decoration(mailing_list, post, shadow_url, shadow_url))
+        if copy.replace(PLACEHOLDER, SHADOW) == shadow:
+            return copy
+        log.info("%s: footer link not personal (its part is re-encoded)", post.message_id)
+        return decorate(post.raw, self.decoration(mailing_list, post, header))
+
+    def decoration(
+        self, mailing_list: MailingList, post: ArchivedPost, one_click: str = "", footer_link: str = ""
+    ) -> Decoration:
+        """``one_click``: the RFC 8058 URL for the header; ``footer_link``: the footer's unsubscribe link
+        (default: the list's signed-in page)."""
         base = self.settings.site.base_url
         links = {
             "list_title": mailing_list.title,
             "list_address": self.book.address_of(mailing_list.name),
             "archive_url": list_url(base, mailing_list.name),
-            "unsubscribe_url": unsubscribe_url(base, mailing_list.name),
+            "unsubscribe_url": footer_link or unsubscribe_url(base, mailing_list.name),
             "protocol_url": protocol_url(base, mailing_list.language),
             "request_address": self.book.address_of(mailing_list.name, Kind.REQUEST),
         }
@@ -84,9 +108,7 @@ class Publisher:
             owner_address=self.book.address_of(mailing_list.name, Kind.OWNER),
             archive_url=links["archive_url"],
             message_url=message_url(base, mailing_list.name, post.message_id),
-            # RFC 8058 one-click needs a URL naming the recipient and a web endpoint taking the POST;
-            # neither exists before the web archive, so only the mailto form is offered for now.
-            unsubscribe_url="",
+            unsubscribe_url=one_click,
             subject_prefix=self.prefix(mailing_list),
             reply_to=mailing_list.delivery.reply_to,
             dmarc=mailing_list.delivery.dmarc,
@@ -101,26 +123,47 @@ class Publisher:
         stand_in = ArchivedPost(list_name=mailing_list.name, message_id="", raw=b"")
         return replace(self.decoration(mailing_list, stand_in), message_url=digest_url, munge=False)
 
+    @staticmethod
+    def thread_guests(session: Session, post: ArchivedPost, members: list[str], now: datetime) -> list[str]:
+        """Guests of the post's thread receive it like members (and nothing else: no other thread, no
+        digest). One who has since joined the list is served as a member."""
+        if post.thread_id is None:
+            return []
+        known = {address.lower() for address in members}
+        guests = thread_guests(session, post.list_name, post.thread_id, now)
+        return [address for address in guests if address.lower() not in known]
+
     def plan(self, session: Session, post: ArchivedPost, mailing_list: MailingList, now: datetime) -> int:
-        recipients = session.scalars(
-            select(Member.email)
-            .join(Subscription, Subscription.member_id == Member.id)
-            .join(ListRow, ListRow.id == Subscription.list_id)
-            .where(
-                ListRow.name == mailing_list.name,
-                Subscription.delivery == "each",
-                Subscription.disabled_at.is_(None),  # suspended after bounces
+        # Through the connection, not the ORM: 10,000 plain strings do not need its row loading,
+        # which was most of publishing a post to a large list. The connection does not autoflush: a
+        # subscription changed earlier in this transaction is flushed first, so it counts.
+        session.flush()
+        recipients = (
+            session.connection()
+            .scalars(
+                select(Member.email)
+                .join(Subscription, Subscription.member_id == Member.id)
+                .join(ListRow, ListRow.id == Subscription.list_id)
+                .where(
+                    ListRow.name == mailing_list.name,
+                    Subscription.delivery == "each",
+                    Subscription.disabled_at.is_(None),  # suspended after bounces
+                )
+                .order_by(Member.id)
             )
-            .order_by(Member.id)
-        ).all()
+            .all()
+        )
+        recipients = [*recipients, *self.thread_guests(session, post, recipients, now)]
         size = mailing_list.delivery.batch_size
         envelope = self.book.address_of(mailing_list.name, Kind.BOUNCES)
+        personal = mailing_list.delivery.personalize == "on"
         rows = [
             {
                 "post_id": post.id,
                 "list_name": mailing_list.name,
                 "mail_from": envelope,
                 "recipients": list(recipients[start : start + size]),
+                "personal": personal,
                 "state": "queued",
                 "attempts": 0,
                 "created_at": now,

@@ -19,10 +19,6 @@ from email.policy import compat32
 from email.utils import getaddresses
 from pathlib import Path
 
-import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from listserv.config import DkimConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +59,8 @@ class Signer:
 
     def _header_fields(self, raw: bytes) -> bytes:
         """The fields to put on top of ``raw``: DKIM-Signature, and for a sealed copy the ARC set."""
+        import dkim  # late: serve imports it with the first mail it signs, not at start (lazy imports)
+
         include = tuple(dkim.DKIM(raw).default_sign_headers()) + LIST_HEADERS
         added = dkim.sign(raw, self._selector, self._domain, self._key, include_headers=list(include))
         if self._arc and is_relayed_post(raw, self._config.domain):
@@ -76,6 +74,8 @@ class Signer:
         results = b""
         if not _has_results_from(signed, srv_id):
             results = b"Authentication-Results: " + srv_id + b"; none\r\n"
+        import dkim  # late, as above
+
         headers = dkim.arc_sign(results + signed, self._selector, self._domain, self._key, srv_id)
         if not headers:
             log.warning("ARC: no seal added (dkimpy found no usable chain)")
@@ -99,6 +99,9 @@ def _has_results_from(raw: bytes, srv_id: bytes) -> bool:
 
 
 def _read_key(path: Path) -> bytes:
+    # late, as cryptography in generate_key: ~7 MB that a serve without DKIM keys never needs
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = path.read_bytes()
         serialization.load_pem_private_key(key, password=None)
@@ -111,6 +114,9 @@ def _read_key(path: Path) -> bytes:
 
 def generate_key(selector: str, domain: str, out: Path) -> str:
     """Write a new RSA key to ``out`` (mode 0600, never over an existing file); return the TXT record."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     pem = key.private_bytes(
         serialization.Encoding.PEM,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:  # the ORM is not imported for annotations: serve's door needs the engine alone
+    from sqlalchemy.orm import Session, SessionTransaction
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -58,8 +62,23 @@ def _begin_sqlite(connection: Connection) -> None:
     """IMMEDIATE by default: a WAL transaction that reads and then writes fails at once (no busy wait)
     if another writer committed in between; taking the write lock first makes it wait its turn
     instead. Read-only work (the web archive) passes ``execution_options(sqlite_deferred=True)``."""
-    deferred = connection.get_execution_options().get("sqlite_deferred", False)
-    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    options = connection.get_execution_options()
+    # ``sqlite_synchronous="NORMAL"``: this transaction's commit is not synced to disk (WAL), so a power
+    # loss may undo it, a crash of the process cannot. For records whose loss means doing the work
+    # again, never losing it: delivery and outbox results (a repeat at worst). Set per connection, only
+    # on change.
+    synchronous = options.get("sqlite_synchronous", "FULL")
+    if connection.info.get("synchronous") != synchronous:
+        connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+        connection.info["synchronous"] = synchronous
+    connection.exec_driver_sql("BEGIN" if options.get("sqlite_deferred", False) else "BEGIN IMMEDIATE")
+
+
+def relax_commit(session: Any) -> None:
+    """PostgreSQL's counterpart of ``sqlite_synchronous="NORMAL"`` for this transaction: its commit does
+    not wait for the disk (a power loss may undo it, a crash of the process cannot)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -67,7 +86,35 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit is on disk before we answer 250, even across a power loss.
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=FULL")  # _begin_sqlite may relax it for one transaction
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def after_outer_commit(session: Session, action: Callable[[Session], None]) -> None:
+    """Run ``action`` once the session's outermost transaction has committed what asked for it.
+
+    SQLAlchemy's ``after_commit`` also fires when a savepoint is released (the worker handles each
+    message of a group in one) while the outer transaction, and SQLite's write lock, are still held:
+    an action opening its own connection would wait for its own caller. And a savepoint rolled back
+    (one failed message of the group) must not run what it asked for, though the group commits."""
+    asked_in = session.get_nested_transaction() or session.get_transaction()
+    lineage: list[SessionTransaction] = []  # the objects themselves: a freed one's id() is reused
+    while asked_in is not None:
+        lineage.append(asked_in)
+        asked_in = asked_in.parent
+    state = {"undone": False, "done": False}
+
+    def undone(_: Session, previous: SessionTransaction) -> None:
+        if any(previous is transaction for transaction in lineage):
+            state["undone"] = True
+
+    def committed(current: Session) -> None:
+        if state["undone"] or state["done"] or current.in_nested_transaction():
+            return
+        state["done"] = True
+        action(current)
+
+    event.listen(session, "after_soft_rollback", undone)
+    event.listen(session, "after_commit", committed)

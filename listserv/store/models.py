@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -16,14 +15,19 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from listserv.store.db import UTCDateTime, utc_now
+from listserv.store.base import Base as Base
+from listserv.store.db import utc_now
 
-
-class Base(DeclarativeBase):
-    type_annotation_map: ClassVar = {datetime: UTCDateTime}
+# The tables of figures live in ``figures``, re-exported so that importing ``models`` knows every table.
+from listserv.store.figures import DayFigures as DayFigures
+from listserv.store.figures import SubscriptionEnded as SubscriptionEnded
+from listserv.store.figures import ThreadFigures as ThreadFigures
+from listserv.store.history import record_end
 
 
 class ListRow(Base):
@@ -45,13 +49,17 @@ class Member(Base):
     email: Mapped[str] = mapped_column(String(320))
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    country: Mapped[str] = mapped_column(String(100), default="")
+    country: Mapped[str] = mapped_column(String(100), default="")  # ISO 3166-1 alpha-2, "" unknown
+    affiliation: Mapped[str] = mapped_column(String(200), default="")  # ministry, office
     language: Mapped[str | None] = mapped_column(String(16))
-    role: Mapped[str] = mapped_column(String(16), default="delegate")  # delegate | staff | guest
+    role: Mapped[str] = mapped_column(String(16), default="delegate")  # delegate|staff|focal_point|guest
     is_chief: Mapped[bool] = mapped_column(Boolean, default=False)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     protocol_accepted_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # Yearly reconfirmation (migration 0012): the last one (None: since created_at), the reminder out.
+    confirmed_at: Mapped[datetime | None]
+    reconfirm_sent_at: Mapped[datetime | None]
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="member", cascade="all, delete-orphan"
@@ -71,6 +79,7 @@ class Subscription(Base):
     last_bounce_at: Mapped[datetime | None]
     probe_sent_at: Mapped[datetime | None]  # a VERP probe is out: its bounce disables delivery
     disabled_at: Mapped[datetime | None]  # delivery suspended after bounces; `mail` re-enables
+    disabled_reason: Mapped[str | None] = mapped_column(String(16))  # None: bounces | reconfirmation
     digest_format: Mapped[str] = mapped_column(String(8), default="mime")  # mime | plain (RFC 1153)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
@@ -166,6 +175,7 @@ class Held(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text)
     reminded_at: Mapped[datetime | None]
     escalated_at: Mapped[datetime | None]
+    publish_at: Mapped[datetime | None]  # approved while its room is closed: published when it opens
 
 
 class Audit(Base):
@@ -232,6 +242,10 @@ class ArchivedPost(Base):
     # Set by ``listserv erase``: the row stays in its thread with no bytes, sender or subject, and the
     # thread shows "message removed on request" in its place (migration 0009).
     erased_at: Mapped[datetime | None]
+    # Derived at archive time by ``archive.display`` (migration 0016), rebuilt by ``listserv reindex``,
+    # emptied or rebuilt by erasure with ``raw``: what the pages show (JSON), and the search snippet's text.
+    display: Mapped[str | None] = mapped_column(Text, deferred=True)
+    search_text: Mapped[str | None] = mapped_column(Text, deferred=True)
 
 
 class Tombstone(Base):
@@ -267,6 +281,9 @@ class Delivery(Base):
     list_name: Mapped[str] = mapped_column(String(100))
     mail_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
+    # One transaction per recipient, each with its token in the copy and the VERP envelope
+    # (``outgoing/personal.py``); False: one transaction for the whole batch.
+    personal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     state: Mapped[str] = mapped_column(String(8), default="queued", index=True)  # queued|sending|sent|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
@@ -354,3 +371,29 @@ class JobRun(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     done_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Guest(Base):
+    """An outside person invited to one discussion (a thread of one list), for a time. Asked for by a
+    member (``requested``, with the held item moderators decide) or by a moderator; ``active`` from the
+    approval until ``until``; then ``expired``, or ``revoked`` earlier; ``rejected`` if refused. The
+    person is a ``member`` row (``role`` guest unless they were already a member elsewhere)."""
+
+    __tablename__ = "guest"
+    __table_args__ = (UniqueConstraint("member_id", "list_name", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    list_name: Mapped[str] = mapped_column(String(100))
+    thread_id: Mapped[int] = mapped_column(Integer)  # the archived thread's first post (post.thread_id)
+    thread_message_id: Mapped[str] = mapped_column(String(998))
+    state: Mapped[str] = mapped_column(String(12), default="requested", index=True)
+    until: Mapped[datetime]
+    invited_by: Mapped[str] = mapped_column(String(320), default="")  # an address, or operator:<login>
+    held_id: Mapped[int | None] = mapped_column(ForeignKey("held.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    approved_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]  # revoked or expired
+
+
+event.listen(Subscription, "before_delete", record_end)  # see store/history.py

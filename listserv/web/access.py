@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from listserv.store.db import utc_now
+from listserv.store.guests import threads_of_member
+from listserv.store.keys import password_fingerprint
 from listserv.store.models import ListRow, Member, Moderator, Subscription, WebSession
 
 
@@ -31,9 +35,25 @@ class Viewer:
     language: str | None
     reads: frozenset[str]  # list names whose archive this person may read
     moderates: frozenset[str]
+    # list name → threads this person reads as an invited guest (``store/guests``), now.
+    guest_threads: Mapping[str, frozenset[int]] = field(default_factory=dict, compare=False)
 
     def can_read(self, list_name: str) -> bool:
         return list_name in self.reads
+
+    def can_read_thread(self, list_name: str, thread_id: int) -> bool:
+        """The one check of a discussion's pages: a reader of the list, or a guest of this thread."""
+        return self.can_read(list_name) or thread_id in self.guest_threads.get(list_name, frozenset())
+
+    def names_only(self, list_name: str) -> bool:
+        """A guest of a thread sees the members' names, never their addresses."""
+        return not self.can_read(list_name)
+
+    @property
+    def is_guest(self) -> bool:
+        """Invited to discussions and reading no list: every other archive page answers 404 to them,
+        as if it did not exist, rather than 403."""
+        return not self.reads and (self.role == "guest" or bool(self.guest_threads))
 
     def can_moderate(self, list_name: str) -> bool:
         return list_name in self.moderates
@@ -43,10 +63,30 @@ class Viewer:
         return bool(self.moderates)
 
 
-def password_fingerprint(password_hash: str | None) -> str:
-    """Ties a session and a reset link to the password they were made with: changing the password
-    ends other sessions and spends every reset link."""
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+@dataclass(eq=False)
+class ViewerCache:
+    """Viewers by (session, password fingerprint) for ``seconds``: loading one took four queries on every
+    page. Any form post in this process empties it (sign-out, a password or language changed, a
+    subscription or moderator changed); other processes' changes show within ``seconds``."""
+
+    seconds: float = 5.0
+    limit: int = 10_000
+    found: dict[tuple[str, str], tuple[float, Viewer]] = field(default_factory=dict)
+
+    def get(self, key: tuple[str, str]) -> Viewer | None:
+        entry = self.found.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, str], viewer: Viewer) -> None:
+        now = time.monotonic()
+        if len(self.found) >= self.limit:  # a crowd of sessions: keep only the fresh ones
+            self.found = {k: entry for k, entry in self.found.items() if entry[0] >= now}
+        self.found[key] = (now + self.seconds, viewer)
+
+    def clear(self) -> None:
+        self.found = {}
 
 
 def session_key(token: str) -> str:
@@ -91,7 +131,9 @@ def end_every_session(session: Session, member_id: int) -> None:
     )
 
 
-def load_signed_in(session: Session, token: str, max_age: timedelta) -> Viewer | None:
+def load_signed_in(
+    session: Session, token: str, max_age: timedelta, now: datetime | None = None
+) -> Viewer | None:
     """The viewer of a session token, or None if the session ended, expired or its password changed."""
     found = session.execute(
         select(Member, WebSession.password_fingerprint)
@@ -105,10 +147,12 @@ def load_signed_in(session: Session, token: str, max_age: timedelta) -> Viewer |
     if found is None:
         return None
     member, fingerprint = found
-    return _viewer_of(session, member, fingerprint)
+    return _viewer_of(session, member, fingerprint, now or utc_now())
 
 
-def _viewer_of(session: Session, member: Member, fingerprint: str) -> Viewer | None:
+def _viewer_of(session: Session, member: Member, fingerprint: str, now: datetime) -> Viewer | None:
+    """``now`` is the forum's clock: a guest's invitation ends in business time, like everything the
+    moderators decide."""
     if not member.password_hash or password_fingerprint(member.password_hash) != fingerprint:
         return None
     every = frozenset(session.scalars(select(ListRow.name).where(ListRow.active)))
@@ -132,7 +176,15 @@ def _viewer_of(session: Session, member: Member, fingerprint: str) -> Viewer | N
         # Guests are invited to one discussion (the governance issue), never to a whole archive.
         reads = frozenset() if member.role == "guest" else (subscribed | moderates) & every
     return Viewer(
-        member.id, member.email, member.name, member.role, member.is_chief, member.language, reads, moderates
+        member.id,
+        member.email,
+        member.name,
+        member.role,
+        member.is_chief,
+        member.language,
+        reads,
+        moderates,
+        threads_of_member(session, member.id, now),
     )
 
 
@@ -142,4 +194,4 @@ def load_feed_reader(session: Session, member_id: int) -> Viewer | None:
     member = session.get(Member, member_id)
     if member is None:
         return None
-    return _viewer_of(session, member, password_fingerprint(member.password_hash))
+    return _viewer_of(session, member, password_fingerprint(member.password_hash), utc_now())

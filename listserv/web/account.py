@@ -80,7 +80,7 @@ def change_delivery(ctx: Ctx) -> Response:
     delivery, period = MODES[mode]
     subscription.delivery = delivery
     subscription.digest_period = period or subscription.digest_period
-    if delivery != "none" and subscription.disabled_at is not None:
+    if delivery != "none" and subscription.disabled_at is not None and subscription.disabled_reason is None:
         # Asking for mail is what the ``mail`` command does after a bounce suspension: try again.
         subscription.disabled_at, subscription.bounce_score, subscription.probe_sent_at = None, 0.0, None
     ctx.session["flash_account"] = list_name[:100]

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -37,13 +37,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from listserv.config import Settings
 from listserv.mail.templates import MailTemplates
+from listserv.membership.owner import OwnerMail
+from listserv.membership.standing import Standing
 from listserv.moderation.proposals import Proposals
 from listserv.moderation.queue import Moderation
 from listserv.outgoing.notices import Notifier
-from listserv.web.access import Viewer, load_signed_in
+from listserv.outgoing.personal import MemberTokens
+from listserv.web.access import Viewer, ViewerCache, load_signed_in
 from listserv.web.i18n import SOURCE, negotiate
 from listserv.web.limits import LoginLimiter, Network, client_address, parse_networks
 from listserv.web.pages import Pages
+from listserv.weekly.announcements import Announcer
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -75,7 +79,9 @@ class Site:
     clock: Callable[[], datetime]
     pages: Pages
     secret: bytes
+    tokens: MemberTokens
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    viewers: ViewerCache = field(default_factory=ViewerCache)
     # After a form's changes are committed: mail they queued (a decision, a reset link) goes out now,
     # not at the senders' next idle check.
     wake_senders: Callable[[], None] = lambda: None
@@ -85,6 +91,14 @@ class Site:
     # ``listserv erase --member`` (address, reason, requested by, executed by, with posts): False when
     # the address left nothing to erase.
     erase_member: Callable[[str, str, str, str, bool], bool] | None = None
+    # The usage protocol accepted and the yearly reconfirmation, by their signed links.
+    standing: Standing | None = None
+    owner: OwnerMail | None = None  # a focal point's nominations and withdrawals (also by mail)
+    # Announcements to every list of a room (the chiefs' form, /announce); None: no form here.
+    announcer: Announcer | None = None
+    # Mail written on the web into the intake (envelope sender, list address, bytes, Message-ID): stored
+    # and handed to the worker like SMTP mail. None: no replying from the web here.
+    submit: Callable[[str, str, bytes, str], None] | None = None
 
     proxies: tuple[Network, ...] = field(init=False)
 
@@ -195,13 +209,26 @@ def guarded(page: Page, site: Site) -> Callable[[Request], Any]:
         form = None
         if request.method == "POST":
             form = await request.form()
-            if page.csrf and not hmac.compare_digest(
-                str(form.get("csrf", "")), str(request.session.get("csrf", "\0"))
-            ):
-                raise Problem(403, "csrf")
+        if carries_nul(request, form):
+            raise Problem(400, "http_400")
+        if (
+            form is not None
+            and page.csrf
+            and not hmac.compare_digest(str(form.get("csrf", "")), str(request.session.get("csrf", "\0")))
+        ):
+            raise Problem(403, "csrf")
         return await run_in_threadpool(_run, page, site, request, form)
 
     return endpoint
+
+
+def carries_nul(request: Request, form: FormData | None) -> bool:
+    """NUL is in no address, name, Message-ID or text the forum takes, and PostgreSQL refuses it in a
+    text parameter: without this check a ``%00`` in a path, query or form field was a 500 there."""
+    pairs = [*request.query_params.multi_items(), *(form.multi_items() if form is not None else [])]
+    texts = [str(value) for value in request.path_params.values()]
+    texts += [text for pair in pairs for text in pair if isinstance(text, str)]  # an upload is no text
+    return any("\0" in text for text in texts)
 
 
 def _run(page: Page, site: Site, request: Request, form: FormData | None) -> Response:
@@ -219,22 +246,34 @@ def _run(page: Page, site: Site, request: Request, form: FormData | None) -> Res
         if db.in_transaction():
             db.commit()
         if not read_only:
+            site.viewers.clear()  # whatever it changed (a sign-out, a password) shows on the next page
             site.wake_senders()
         return response
 
 
 def _viewer(db: Session, request: Request, site: Site) -> Viewer | None:
+    """Once per request at most, and from ``site.viewers`` when this session was loaded a moment ago."""
     token = request.session.get("sid")
     if not isinstance(token, str):
         return None
-    viewer = load_signed_in(db, token, site.session_age)
+    key = (token, str(request.session.get("password", "")))
+    viewer = site.viewers.get(key)
+    if viewer is not None:
+        return viewer
+    viewer = load_signed_in(db, token, site.session_age, site.clock())
     if viewer is None:  # signed out, expired, password changed or member gone: this session has ended
         request.session.clear()
+        return None
+    if not viewer.guest_threads and viewer.role != "guest":
+        # A guest's access ends the moment an invitation is revoked or runs out, whichever process
+        # revoked it: guests are few, and read anew on every request.
+        site.viewers.put(key, viewer)
     return viewer
 
 
-def routes_of(pages: list[Page], site: Site) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [
+def routes_of(pages: list[Page], site: Site, extra: Sequence[BaseRoute] = ()) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [*extra]  # plain routes outside the wrapper: /healthz, /metrics
+    routes += [
         Route(page.path, guarded(page, site), methods=list(page.methods), name=page.name) for page in pages
     ]
     routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
@@ -308,12 +347,12 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def build_app(site: Site, pages: list[Page]) -> Starlette:
+def build_app(site: Site, pages: list[Page], extra: Sequence[BaseRoute] = ()) -> Starlette:
     secure = site.settings.site.base_url.startswith("https://")
     session_key = hmac.new(site.secret, b"web-session", "sha256").hexdigest()
     handler = error_page(site)
     return Starlette(
-        routes=routes_of(pages, site),
+        routes=routes_of(pages, site, extra),
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(

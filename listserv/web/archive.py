@@ -8,19 +8,22 @@ mail only as nh3's sanitised output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from markupsafe import Markup
 from sqlalchemy import select
 from starlette.responses import Response
 
-from listserv.archive import reading
+from listserv.archive import display, reading
 from listserv.archive.urls import message_url
 from listserv.config import MailingList
+from listserv.store.guests import guest_addresses
 from listserv.store.models import ArchivedPost, SentDigest, SentPrompt, Topic
-from listserv.web import threads
+from listserv.web import listing, threads
+from listserv.web.access import Viewer
 from listserv.web.app import Ctx, Page, Problem
+from listserv.web.guest_view import hide_addresses
 from listserv.weekly.topics import iso_week, language_name, text_for
 
 ACTIVITY_DAYS = 30
@@ -34,7 +37,7 @@ class Shown:
 
     post: ArchivedPost
     view: reading.MessageView
-    body: tuple[reading.Block, ...]  # the view's blocks without blank lines at their ends
+    body: tuple[reading.Block, ...]  # without blank lines at their ends (``display`` tidied them)
     html: Markup | None
 
 
@@ -52,8 +55,27 @@ def readable_list(ctx: Ctx) -> MailingList:
     if found is None:
         raise Problem(404, "no_list", list=name)
     if not ctx.member().can_read(name):
-        raise Problem(403, "not_member", list=name)
+        raise refusal(ctx.member(), name)
     return found
+
+
+def refusal(viewer: Viewer, list_name: str) -> Problem:
+    """A guest is told nothing exists beyond their discussion (404); a member of other lists, why (403)."""
+    return Problem(404, "http_404") if viewer.is_guest else Problem(403, "not_member", list=list_name)
+
+
+def readable_post(ctx: Ctx) -> tuple[MailingList, ArchivedPost]:
+    """A discussion's pages (a thread, one of its messages): the list's readers, or a guest of this very
+    thread (``Viewer.can_read_thread``); every other post answers as if it did not exist."""
+    name, viewer = ctx.param("list"), ctx.member()
+    found = ctx.site.settings.lists.get(name)
+    if found is None or viewer.can_read(name):
+        mailing_list = readable_list(ctx)
+        return mailing_list, archived_post(ctx, mailing_list)
+    post = threads.find_post(ctx.db, name, ctx.param("message_id"))
+    if post is None or not viewer.can_read_thread(name, post.thread_id or post.id):
+        raise refusal(viewer, name)
+    return found, post
 
 
 def archived_post(ctx: Ctx, mailing_list: MailingList) -> ArchivedPost:
@@ -73,33 +95,19 @@ def page_number(ctx: Ctx) -> int:
         return 1
 
 
-def show(post: ArchivedPost, list_name: str, show_html: bool = False) -> Shown:
-    base = f"/lists/{list_name}/attachment/"
-    view = reading.read_message(
-        post.raw,
-        show_html=show_html,
-        attachment_url=lambda index: f"{base}{index}/{threads.id_path(post.message_id)}",
-    )
+def show(post: ArchivedPost, show_html: bool = False, names_only: bool = False) -> Shown:
+    """The post as derived when it was archived (``archive.display``); a row from before that (or
+    from an older ``display.VERSION``) is derived here, until ``listserv reindex`` stores it. For a
+    guest (``names_only``) addresses are taken out of the text too."""
+    stored = post.display
+    if not display.is_current(stored):
+        stored = display.derive(post.raw, post.list_name, post.message_id)
+    view = display.view(stored, show_html)
     html = Markup(view.html) if view.html is not None else None  # safe: nh3's sanitised output
-    return Shown(post, view, tidy(view.body), html)
-
-
-def tidy(blocks: tuple[reading.Block, ...]) -> tuple[reading.Block, ...]:
-    """Blank lines around blocks become the space between paragraphs; a block of blank lines goes."""
-    tidied = []
-    for block in blocks:
-        lines = list(block.lines)
-        while lines and is_blank(lines[-1]):
-            lines.pop()
-        while lines and is_blank(lines[0]):
-            lines.pop(0)
-        if lines:
-            tidied.append(replace(block, lines=tuple(lines)))
-    return tuple(tidied)
-
-
-def is_blank(line: reading.Line) -> bool:
-    return all(not text.strip() for text, _ in line)
+    body = view.body
+    if names_only:
+        body, html = hide_addresses(body, html)
+    return Shown(post, view, body, html)
 
 
 def who(ctx: Ctx, addresses: set[str]) -> dict[str, str]:
@@ -117,6 +125,8 @@ def topic_text(topic: Topic, language: str) -> TopicText:
 
 def lists_index(ctx: Ctx) -> Response:
     viewer, settings = ctx.member(), ctx.site.settings
+    if viewer.is_guest:
+        raise Problem(404, "http_404")
     now = ctx.site.clock()
     readable = [ml for ml in settings.lists.values() if viewer.can_read(ml.name)]
     figures = threads.activity(ctx.db, [ml.name for ml in readable], now - timedelta(days=ACTIVITY_DAYS))
@@ -145,8 +155,9 @@ def lists_index(ctx: Ctx) -> Response:
 
 
 def list_page(ctx: Ctx) -> Response:
-    mailing_list, page = readable_list(ctx), page_number(ctx)
-    rows, more = threads.recent_threads(ctx.db, mailing_list.name, page)
+    mailing_list = readable_list(ctx)
+    before, after = listing.Cursor.parse(ctx.query("before")), listing.Cursor.parse(ctx.query("after"))
+    found = listing.list_threads(ctx.db, mailing_list.name, before, after, page_number(ctx))
     now = ctx.site.clock()
     topic = ctx.db.scalars(
         select(Topic).where(
@@ -156,13 +167,12 @@ def list_page(ctx: Ctx) -> Response:
     return ctx.render(
         "list.html",
         mailing_list=mailing_list,
-        threads=rows,
-        page=page,
-        more=more,
+        threads=found.rows,
+        listing=found,
         topic=topic_text(topic, mailing_list.language) if topic else None,
         prompt=prompt_id(ctx, topic, mailing_list.name) if topic else None,
         **calendar(ctx, mailing_list.name, ctx.query("year")),
-        names=who(ctx, {row.starter for row in rows}),
+        names=who(ctx, {row.starter for row in found.rows}),
         idpath=threads.id_path,
     )
 
@@ -212,8 +222,7 @@ def month_page(ctx: Ctx) -> Response:
 
 
 def thread_page(ctx: Ctx) -> Response:
-    mailing_list = readable_list(ctx)
-    post = archived_post(ctx, mailing_list)
+    mailing_list, post = readable_post(ctx)
     asked = ctx.query("page")
     thread = threads.thread_page(
         ctx.db, mailing_list.name, post.thread_id or post.id, page_number(ctx) if asked else None, post.id
@@ -221,9 +230,10 @@ def thread_page(ctx: Ctx) -> Response:
     shown: dict[int, Shown] = {}
     senders: set[str] = set()
     stack = list(thread.roots)
+    names_only = ctx.member().names_only(mailing_list.name)
     while stack:
         node = stack.pop()
-        shown[node.post.id] = show(node.post, mailing_list.name)
+        shown[node.post.id] = show(node.post, names_only=names_only)
         senders.update({node.post.sender, node.answers or ""})
         stack.extend(node.children)
     return ctx.render(
@@ -235,15 +245,17 @@ def thread_page(ctx: Ctx) -> Response:
         first=thread.first or post,
         names=who(ctx, senders),
         idpath=threads.id_path,
+        names_only=names_only,
+        guests=guest_addresses(ctx.db, mailing_list.name, post.thread_id or post.id),
     )
 
 
 def message_page(ctx: Ctx) -> Response:
-    mailing_list = readable_list(ctx)
-    post = archived_post(ctx, mailing_list)
+    mailing_list, post = readable_post(ctx)
     if post.erased_at is not None:  # its stand-in, reached by the hashed id a thread links to
         raise Problem(410, "erased", erased_at=post.erased_at)
-    shown = show(post, mailing_list.name, show_html=ctx.query("html") == "1")
+    names_only = ctx.member().names_only(mailing_list.name)
+    shown = show(post, show_html=ctx.query("html") == "1", names_only=names_only)
     return ctx.render(
         "message.html",
         mailing_list=mailing_list,
@@ -251,6 +263,8 @@ def message_page(ctx: Ctx) -> Response:
         stable_url=message_url(ctx.site.settings.site.base_url, mailing_list.name, post.message_id),
         names=who(ctx, {post.sender}),
         idpath=threads.id_path,
+        names_only=names_only,
+        guests=guest_addresses(ctx.db, mailing_list.name, post.thread_id or post.id),
     )
 
 

@@ -10,14 +10,18 @@ a server-side session (``access.open_session``); signing out ends it.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
 from listserv.store import directory
+from listserv.store.db import utc_now
 from listserv.store.directory import MIN_PASSWORD_LENGTH, find_member
-from listserv.store.models import ListRow, Member, Moderator, Subscription
+from listserv.store.keys import link_hours, password_link_token, password_links
+from listserv.store.models import Guest, ListRow, Member, Moderator, Subscription
 from listserv.web.access import end_every_session, end_session, open_session, password_fingerprint
 from listserv.web.app import Access, Ctx, Page, Problem, Slowed, csrf_token
 
@@ -79,6 +83,7 @@ def _sign_in(ctx: Ctx, member: Member) -> None:
         end_session(ctx.db, previous)
     ctx.session.clear()  # a fresh session: nothing from before the login carries over (fixation)
     ctx.session["sid"] = open_session(ctx.db, member, ctx.site.session_age)
+    ctx.session["password"] = password_fingerprint(member.password_hash)  # keys the cached viewer
     if keep_language:
         ctx.session["language"] = keep_language
     csrf_token(ctx.session)
@@ -106,7 +111,9 @@ def forgot(ctx: Ctx) -> Response:
     member = find_member(ctx.db, address) if address else None
     list_name = _notice_list(ctx, member) if member is not None else None
     if member is not None and list_name is not None:
-        token = _serializer(ctx).dumps({"m": member.id, "f": password_fingerprint(member.password_hash)})
+        token = password_link_token(
+            ctx.site.secret, member.id, member.password_hash, timedelta(hours=RESET_HOURS)
+        )
         base = ctx.site.settings.site.base_url.rstrip("/")
         ctx.site.notifier.send(
             ctx.db,
@@ -119,10 +126,14 @@ def forgot(ctx: Ctx) -> Response:
 
 
 def _notice_list(ctx: Ctx, member: Member) -> str | None:
-    """Notices go out in a list's language: the member's first list, or one they moderate."""
+    """Notices go out in a list's language: the member's first list, one they moderate, or one they
+    are a guest of."""
     for query in (
         select(ListRow.name).join(Subscription).where(Subscription.member_id == member.id),
         select(ListRow.name).join(Moderator).where(Moderator.member_id == member.id),
+        select(ListRow.name)
+        .join(Guest, Guest.list_name == ListRow.name)
+        .where(Guest.member_id == member.id, Guest.state == "active"),
     ):
         found = ctx.db.scalars(query.order_by(ListRow.name)).first()
         if found:
@@ -130,17 +141,16 @@ def _notice_list(ctx: Ctx, member: Member) -> str | None:
     return next(iter(ctx.site.settings.lists), None) if member.is_chief else None
 
 
-def _serializer(ctx: Ctx) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(ctx.site.secret, salt="password-reset")
-
-
 def _member_of_token(ctx: Ctx) -> Member:
+    """The member a password link names; a reset lasts hours, a guest's invitation days: the validity is
+    signed into the link (``store/keys.password_link_token``)."""
     try:
-        data = _serializer(ctx).loads(ctx.param("token"), max_age=RESET_HOURS * 3600)
-    except SignatureExpired:
-        raise Problem(400, "reset_expired", hours=RESET_HOURS) from None
+        data, signed_at = password_links(ctx.site.secret).loads(ctx.param("token"), return_timestamp=True)
     except BadSignature:
         raise Problem(400, "reset_invalid") from None
+    hours = link_hours(data, RESET_HOURS)
+    if utc_now() - signed_at > timedelta(hours=hours):
+        raise Problem(400, "reset_expired", hours=hours)
     member = ctx.db.get(Member, data.get("m")) if isinstance(data, dict) else None
     if member is None or password_fingerprint(member.password_hash) != data.get("f"):
         raise Problem(400, "reset_used")

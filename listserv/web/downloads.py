@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from listserv.archive import reading
 from listserv.web.app import Ctx, Page, Problem
-from listserv.web.archive import archived_post, readable_list
+from listserv.web.archive import archived_post, readable_list, readable_post
 
 DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
@@ -30,7 +30,9 @@ def raw_message(ctx: Ctx) -> Response:
 
 
 def attachment_download(ctx: Ctx) -> Response:
-    post = archived_post(ctx, readable_list(ctx))
+    """An attachment is part of the discussion, so a guest of that thread may open it too (the raw
+    message stays the list's: its headers carry every participant's address, which guests never see)."""
+    _, post = readable_post(ctx)
     found = reading.attachment(post.raw, int(ctx.param("index")))
     if found is None:
         raise Problem(404, "no_attachment")

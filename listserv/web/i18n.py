@@ -9,6 +9,7 @@ import gettext
 import io
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
@@ -24,9 +25,19 @@ SOURCE = "en"  # msgids are English: English needs no catalogue
 @dataclass(frozen=True)
 class UiLanguage:
     code: str
-    name: str  # in its own language: "français"
-    direction: str  # ltr | rtl
     translations: gettext.NullTranslations
+
+    # Named (and its direction read) from Babel's CLDR data at the first page that needs it, not at
+    # start: the six UI languages' data is ~6 MB that an idle serve need not hold (issue 18).
+    @cached_property
+    def name(self) -> str:
+        """In its own language: "français"."""
+        return _describe(self.code)[0]
+
+    @cached_property
+    def direction(self) -> str:
+        """ltr | rtl"""
+        return _describe(self.code)[1]
 
 
 def compile_catalogue(path: Path) -> gettext.GNUTranslations:
@@ -65,8 +76,7 @@ def load_languages(wanted: list[str], locale_dir: Path = LOCALE_DIR) -> dict[str
                 "missing translation: no web catalogue for %r (%s); its pages show English", code, path
             )
             translations = gettext.NullTranslations()
-        name, direction = _describe(code)
-        found[code] = UiLanguage(code, name, direction, translations)
+        found[code] = UiLanguage(code, translations)
     return found
 
 

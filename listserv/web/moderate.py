@@ -18,16 +18,17 @@ from starlette.responses import RedirectResponse, Response
 
 from listserv.archive.reading import MessageView, read_message
 from listserv.mail.text import has_control_characters
+from listserv.membership.guests import GUEST_DAYS
 from listserv.moderation.queue import Decision, moderation_queue
 from listserv.moderation.vocabulary import ACTIONS, reason_text
 from listserv.store.directory import email_key
-from listserv.store.models import Audit, Held, Member, Received, Topic
+from listserv.store.models import Audit, Guest, Held, Member, Received, Topic
 from listserv.web.access import Viewer
 from listserv.web.app import Ctx, Page, Problem
 from listserv.weekly.calendar import parse_week
 from listserv.weekly.topics import text_for
 
-KINDS = ("post", "proposal", "subscription", "translation")
+KINDS = ("post", "proposal", "subscription", "translation", "guest", "nomination")
 QUEUE_PAGE = 100  # items read and shown at once; the rest wait their turn, oldest first
 AUDIT_PAGE = 200
 MAX_REASON = 2000
@@ -52,6 +53,19 @@ class HeldItem:
     source_title: str = ""  # translation requests: the topic's text to translate
     source_body: str = ""
     source_language: str = ""
+    invitation: Invitation | None = None  # a member's request to invite a guest to one discussion
+    protocol_accepted_at: datetime | None = None  # shown where the list requires the protocol
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """Who would be invited, to which discussion, until when (``membership/guests``)."""
+
+    name: str
+    address: str
+    list_name: str
+    thread_message_id: str
+    days: int
 
 
 def _list_name(ctx: Ctx) -> str:
@@ -116,7 +130,9 @@ def _items(ctx: Ctx, waiting: list[Held]) -> list[HeldItem]:
     templates = ctx.site.mail_templates
     items = []
     for held in waiting:
-        name, country = identities.get(email_key(held.sender), ("", "")) if held.sender else ("", "")
+        name, country, accepted = (
+            identities.get(email_key(held.sender), ("", "", None)) if held.sender else ("", "", None)
+        )
         raw = raws.get(held.received_id) if held.received_id else None
         item = HeldItem(
             held=held,
@@ -125,18 +141,27 @@ def _items(ctx: Ctx, waiting: list[Held]) -> list[HeldItem]:
             reasons=[reason_text(templates, reason, ctx.language) for reason in held.reasons or []],
             view=read_message(raw) if raw is not None else None,
             expired=now > held.expires_at,
+            protocol_accepted_at=accepted,
         )
-        items.append(_with_topic(ctx, item) if held.kind == "translation" else item)
+        if held.kind == "translation":
+            item = _with_topic(ctx, item)
+        elif held.kind == "guest":
+            item = _with_invitation(ctx.db, item)
+        items.append(item)
     return items
 
 
-def _identities(db: Session, senders: list[str]) -> dict[str, tuple[str, str]]:
-    """Names and countries as the directory knows them, in one query for the whole page."""
+def _identities(db: Session, senders: list[str]) -> dict[str, tuple[str, str, datetime | None]]:
+    """Names, countries and protocol acceptance as the directory knows them, in one query per page."""
     keys = {email_key(sender) for sender in senders}
     if not keys:
         return {}
-    rows = db.execute(select(Member.email_key, Member.name, Member.country).where(Member.email_key.in_(keys)))
-    return {key: (name, country) for key, name, country in rows}
+    rows = db.execute(
+        select(Member.email_key, Member.name, Member.country, Member.protocol_accepted_at).where(
+            Member.email_key.in_(keys)
+        )
+    )
+    return {key: (name, country, accepted) for key, name, country, accepted in rows}
 
 
 def _raws(db: Session, received_ids: list[int]) -> dict[int, bytes]:
@@ -155,6 +180,17 @@ def _with_topic(ctx: Ctx, item: HeldItem) -> HeldItem:
     except ValueError:
         return item
     return replace(item, source_title=title, source_body=body, source_language=language)
+
+
+def _with_invitation(db: Session, item: HeldItem) -> HeldItem:
+    found = db.execute(
+        select(Guest, Member).join(Member, Member.id == Guest.member_id).where(Guest.held_id == item.held.id)
+    ).first()
+    if found is None:
+        return item
+    guest, member = found
+    invitation = Invitation(member.name, member.email, guest.list_name, guest.thread_message_id, GUEST_DAYS)
+    return replace(item, invitation=invitation)
 
 
 def decide(ctx: Ctx) -> Response:

@@ -8,17 +8,21 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from listserv.archive.plaintext import Block
 from listserv.archive.urls import message_url
+from listserv.store import countries
 from listserv.web.i18n import SOURCE, UiLanguage
 
 _current: contextvars.ContextVar[UiLanguage] = contextvars.ContextVar("ui_language")
@@ -26,7 +30,11 @@ _current: contextvars.ContextVar[UiLanguage] = contextvars.ContextVar("ui_langua
 
 class Pages:
     def __init__(
-        self, templates_dirs: Path | Sequence[Path], timezone: str, languages: dict[str, UiLanguage]
+        self,
+        templates_dirs: Path | Sequence[Path],
+        timezone: str,
+        languages: dict[str, UiLanguage],
+        reload: bool = False,
     ) -> None:
         dirs = [templates_dirs] if isinstance(templates_dirs, Path) else list(templates_dirs)
         self.languages = languages
@@ -38,12 +46,16 @@ class Pages:
             extensions=["jinja2.ext.i18n"],
             trim_blocks=True,
             lstrip_blocks=True,
+            # Compiled once: checking every template's file on every render cost each page a few stats.
+            # ``web.reload_templates`` (development) picks up edits without a restart.
+            auto_reload=reload,
         )
-        self.env.install_gettext_callables(  # type: ignore[attr-defined]
-            gettext=lambda message: _current.get().translations.gettext(message),
-            ngettext=lambda one, many, n: _current.get().translations.ngettext(one, many, n),
-            newstyle=True,
-        )
+        # Jinja's own "newstyle" callables wrap every translated string in Markup and format it through
+        # Markup's escaping helper on each call (~15 % of a message page); these keep each message's
+        # Markup once per language and escape only the values.
+        self._translated: dict[tuple[str, str], Markup] = {}
+        self.env.newstyle_gettext = True  # type: ignore[attr-defined]
+        self.env.globals.update(gettext=self._gettext, _=self._gettext, ngettext=self._ngettext)
         self.env.filters.update(
             datetime=self._datetime,
             date=self._date,
@@ -51,9 +63,23 @@ class Pages:
             bdi=isolate,
             subject=isolate_subject,
             direction=direction,
+            country=self._country,
+            lines=lines_html,
         )
         # The same URL form Archived-At carries, relative to this site.
         self.env.globals["message_path"] = lambda list_name, mid: message_url("", list_name, mid)
+
+    def _gettext(self, message: str, /, **variables: object) -> Markup:
+        ui = _current.get()
+        key = (ui.code, message)
+        translated = self._translated.get(key)
+        if translated is None:
+            translated = self._translated[key] = Markup(ui.translations.gettext(message))
+        return _format(translated, variables)
+
+    def _ngettext(self, singular: str, plural: str, num: int, /, **variables: object) -> Markup:
+        variables.setdefault("num", num)
+        return _format(Markup(_current.get().translations.ngettext(singular, plural, num)), variables)
 
     def language(self, code: str) -> UiLanguage:
         return self.languages.get(code) or self.languages[SOURCE]
@@ -66,13 +92,19 @@ class Pages:
         finally:
             _current.reset(token)
 
+    @staticmethod
+    @pass_context
+    def _country(context: Context, code: str) -> str:
+        """A member state in the reader's language: "Chili (CL)"."""
+        return countries.label(code, context["ui"].code)
+
     @pass_context
     def _datetime(self, context: Context, moment: datetime | None, style: str = "medium") -> str:
         """``21 Nov 2026, 09:00`` in the reader's language: the month spelled out, because ``11/21/26``
         reads differently in every member state, and no seconds. ``full`` adds the weekday."""
         if moment is None:
             return ""
-        local, language = moment.astimezone(self.timezone), context["ui"].code
+        local, language = moment.astimezone(self.timezone), babel_locale(context["ui"].code)
         day = format_date(local, "full" if style == "full" else "medium", locale=language)
         return f"{day}, {format_time(local, 'short', locale=language)}"
 
@@ -81,11 +113,51 @@ class Pages:
         if moment is None:
             return ""
         local = moment.astimezone(self.timezone) if isinstance(moment, datetime) else moment
-        return format_date(local, style, locale=context["ui"].code)
+        return format_date(local, style, locale=babel_locale(context["ui"].code))
 
     @pass_context
     def _number(self, context: Context, value: float) -> str:
-        return format_decimal(value, locale=context["ui"].code)
+        return number(value, context["ui"].code)
+
+
+# Babel parses a locale name on every call (a third of a list page's rendering): parsed once here. Counts
+# repeat too (a list page shows ~40), and their formatting never changes.
+babel_locale = lru_cache(maxsize=64)(Locale.parse)
+
+
+@lru_cache(maxsize=4096)
+def number(value: float, language: str) -> str:
+    return format_decimal(value, locale=babel_locale(language))
+
+
+def _format(translated: Markup, variables: dict[str, object]) -> Markup:
+    """As Jinja's newstyle gettext: always a format string (so "%%" is "%"), the values escaped — numbers
+    kept as numbers for ``%(num)d``."""
+    if not variables and "%" not in translated:
+        return translated
+    values = {
+        name: value if isinstance(value, int | float) else escape(value) for name, value in variables.items()
+    }
+    return Markup(str(translated) % values)
+
+
+def lines_html(block: Block) -> Markup:
+    """A text block's lines, escaped, links made clickable: in Python rather than a macro's loops over
+    lines and segments, which were half the rendering of a thread page."""
+    rendered = []
+    for segments in block.lines:
+        if len(segments) == 1 and segments[0][1] is None:  # most lines: no link
+            rendered.append(escape(segments[0][0]))
+            continue
+        rendered.append(
+            "".join(
+                f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{escape(text)}</a>'
+                if url
+                else escape(text)
+                for text, url in segments
+            )
+        )
+    return Markup("\n".join(rendered))
 
 
 def isolate(text: object) -> Markup:

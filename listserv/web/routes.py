@@ -7,15 +7,21 @@ from starlette.applications import Starlette
 from listserv.config import Settings
 from listserv.web import (
     account,
+    announce,
     archive,
     auth,
     downloads,
     erase,
     exports,
+    focal,
     home,
     moderate,
+    ops,
     protocol,
+    reply,
     search,
+    standing,
+    stats,
     unsubscribe,
 )
 from listserv.web.app import Page, Site, build_app
@@ -32,16 +38,26 @@ def all_pages() -> list[Page]:
         *exports.PAGES,
         *account.PAGES,
         *search.PAGES,
+        *stats.PAGES,
+        *announce.PAGES,
+        *reply.PAGES,
         *unsubscribe.PAGES,
         *archive.PAGES,
         *downloads.PAGES,
         *protocol.PAGES,
+        *standing.PAGES,
+        *focal.PAGES,
     ]
 
 
 def build_pages(settings: Settings) -> Pages:
-    return Pages(settings.site.template_dirs, settings.site.timezone, load_languages(settings.languages))
+    return Pages(
+        settings.site.template_dirs,
+        settings.site.timezone,
+        load_languages(settings.languages),
+        reload=settings.web.reload_templates,
+    )
 
 
 def build(site: Site) -> Starlette:
-    return build_app(site, all_pages())
+    return build_app(site, all_pages(), ops.routes(site))

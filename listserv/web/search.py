@@ -9,8 +9,8 @@ from datetime import date
 
 from starlette.responses import Response
 
-from listserv.archive import index
-from listserv.web.app import Ctx, Page
+from listserv.archive import search as archive_search
+from listserv.web.app import Ctx, Page, Problem
 
 PER_PAGE = 20
 
@@ -28,6 +28,8 @@ def _page_number(value: str) -> int:
 
 def search_page(ctx: Ctx) -> Response:
     viewer = ctx.member()
+    if viewer.is_guest:  # a guest reads one discussion: for them there is no search
+        raise Problem(404, "http_404")
     lists = ctx.site.settings.lists
     readable = sorted(viewer.reads & lists.keys())
     chosen = ctx.query("list")
@@ -43,7 +45,7 @@ def search_page(ctx: Ctx) -> Response:
     bad_dates = [name for name in ("since", "until") if form[name] and _day(form[name]) is None]
     results = None
     if form["q"]:
-        query = index.SearchQuery(
+        query = archive_search.SearchQuery(
             text=form["q"],
             lists=(form["list"],) if form["list"] else tuple(readable),
             sender=form["sender"] or None,
@@ -53,7 +55,7 @@ def search_page(ctx: Ctx) -> Response:
             page=_page_number(ctx.query("page")),
             per_page=PER_PAGE,
         )
-        results = index.search(ctx.db, query)
+        results = archive_search.search(ctx.db, query)
     return ctx.render(
         "search.html",
         form=form,

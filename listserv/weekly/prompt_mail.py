@@ -43,12 +43,14 @@ def compose_prompt(
     sisters: Mapping[str, str],
     now: datetime,
     site_name: str = "",
+    participation: str = "",
 ) -> bytes:
     """The week's opening post for one list, as RFC 5322 bytes (CRLF, UTF-8 text/plain).
 
     From the list's moderators (``sender``, named "<list title> — moderation" in the list's language),
     to the list, Subject the topic's title; a note at the top when the list's language is missing.
     ``sisters`` maps list names of the room to their prompts' Message-IDs (this list's own is skipped).
+    ``participation`` is last week's line ("42 posts from 17 member states"), "" for none.
     """
     language = mailing_list.language
     title, body, used = text_for(topic, language)
@@ -69,6 +71,7 @@ def compose_prompt(
         "fallback_language": language_name(used, shown),
         "language_name": language_name(language, shown),
         "propose_address": f"{mailing_list.name}-propose@{domain}",
+        "participation": participation,
     }
     rendered = templates.render(PROMPT_TEMPLATE, language, **context)
     head = templates.render_fragment(PROMPT_TEMPLATE, language, **context).partition("\n\n")[0]

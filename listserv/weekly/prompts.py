@@ -21,6 +21,7 @@ from listserv.outgoing.publish import Publisher
 from listserv.store.models import SentPrompt, Topic
 from listserv.store.once import record_once
 from listserv.weekly.calendar import iso_week, prompt_time
+from listserv.weekly.participation import participation_line
 from listserv.weekly.prompt_mail import compose_prompt, prompt_message_id, prompt_sender
 from listserv.weekly.summary import weekly_summary
 from listserv.weekly.topics import missing_languages, text_for
@@ -85,6 +86,7 @@ class Weekly:
             templates=self.templates,
             sisters=others,
             now=now,
+            participation=participation_line(session, self.templates, name, mailing_list.language, now),
         )
         try:  # the key first: a process losing the race to another sends nothing
             with session.begin_nested():

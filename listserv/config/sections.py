@@ -1,39 +1,34 @@
-"""config.yaml → validated, frozen Settings.
-
-Every problem is reported as one line naming its key path (``rooms[0].moderators.fr: 'bob' is not an
-email address``) so an operator can fix the file without reading a traceback.
-
-Blocks listed in ``OVERRIDABLE`` are site-wide defaults that a room may override key by key under the
-same name (``rooms[].delivery.relay``); the loader merges them, so code reads ``room.delivery`` and
-never has to know where a value came from.
-"""
+"""The blocks of config.yaml, each a strict pydantic model with its own checks (``site``, ``smtp``,
+``delivery``, ``rooms[]`` …); ``listserv.config`` assembles them into ``Settings`` and loads the file."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-from listserv.config_errors import ConfigError, describe_problem, first_line
 from listserv.mail.addresses import normalise_address
 
-OVERRIDABLE = ("delivery", "moderation")
-LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
-ROOM_NAME = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?$")
-DEFAULT_PATH = Path("config.yaml")
 # A wheel carries the templates inside the package (setup.py's build_py copies them there); a checkout
 # keeps them at the repository's top, where translators and the other branches edit them.
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # listserv/
 _IN_WHEEL = _PACKAGE / "templates"
 SHIPPED_TEMPLATES = _IN_WHEEL if _IN_WHEEL.is_dir() else _PACKAGE.parent / "templates"
+
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+ROOM_NAME = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?$")
 
 
 def _email(value: str) -> str:
@@ -66,6 +61,11 @@ def _network(value: str) -> str:
             f"{value!r} is not an IP address or network like '10.0.0.1' or '10.0.0.0/8' "
             "(a network must not have host bits set)"
         ) from None
+
+
+def _on_off(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``on``/``off`` as a boolean: take it back as the word the operator wrote."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 Email = Annotated[str, AfterValidator(_email)]
@@ -109,6 +109,10 @@ class SmtpConfig(Strict):
     tls_cert: Path | None = None  # PEM certificate chain: STARTTLS is offered when both are set
     tls_key: Path | None = None
     require_tls: bool = False  # refuse MAIL (every command but EHLO, STARTTLS, NOOP, RSET, QUIT) before TLS
+    # Sessions at once; beyond, a new connection is answered 421 and closed (idle clients cannot starve
+    # the server of file descriptors). serve raises its open-file limit to the hard limit for them.
+    max_connections: int = Field(default=2500, ge=1)
+    idle_timeout: float = Field(default=300.0, gt=0)  # seconds without a command: 421, closed (RFC 5321)
 
     @model_validator(mode="after")
     def _check_tls(self) -> SmtpConfig:
@@ -125,6 +129,13 @@ class WebConfig(Strict):
     session_days: int = Field(default=14, ge=1, le=365)  # a signed-in session lasts this long
     # Reverse proxies whose X-Forwarded-For names the client; from any other peer the header is ignored.
     trusted_proxies: list[Network] = []
+    # /metrics answers only with "Authorization: Bearer <this>"; null: /metrics is off (404).
+    metrics_token: str | None = Field(default=None, min_length=16)
+    # Development: templates re-read when their files change (else compiled once per process).
+    reload_templates: bool = False
+    # Processes serving the web: ``serve`` itself, and workers - 1 more that serve only the web, sharing
+    # its listening socket and the database (pages are CPU-bound under one interpreter lock).
+    workers: int = Field(default=1, ge=1, le=32)
 
 
 class RelayConfig(Strict):
@@ -134,6 +145,9 @@ class RelayConfig(Strict):
     tls_verify: bool = True  # check the relay's certificate and name against the system's CAs
     username: str | None = None  # SMTP AUTH (after STARTTLS when starttls is on)
     password_file: Path | None = None  # the password, alone in a file readable by listserv only
+    # Seconds to wait for the relay to connect or answer before the batch is deferred (retried with
+    # backoff): a relay that stalls holds one sending thread this long, never forever.
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _check_login(self) -> RelayConfig:
@@ -166,6 +180,12 @@ class DeliveryConfig(Strict):
     # ARC-seal (RFC 8617) list copies that keep their author's From, so receivers can trust our word
     # on the signature our decoration broke. Needs dkim (the same key and selector).
     arc: bool = False
+    # One copy per member, one SMTP transaction each (VERP envelope, personal unsubscribe link); off:
+    # one copy per batch of ``batch_size`` recipients and no one-click header.
+    personalize: Annotated[Literal["on", "off"], BeforeValidator(_on_off)] = "on"
+    # RFC 8058 List-Unsubscribe-Post in personal copies: auto when site.base_url is https (the RFC
+    # requires it), always (plain http too: development and tests), or off.
+    one_click: Literal["auto", "always", "off"] = "auto"
 
     @model_validator(mode="after")
     def _check_arc(self) -> DeliveryConfig:
@@ -187,15 +207,30 @@ class ModerationConfig(Strict):
     remind_after_hours: int = Field(default=24, ge=1)
     notify_sender_held: bool = True  # tell the poster their message awaits moderation
     max_bad_codes_per_hour: int = Field(default=10, ge=1)
+    require_protocol: bool = False  # posts held ("protocol not yet accepted") until the member accepts
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
 
+class OpsConfig(Strict):
+    # /healthz fails (503) when the oldest due delivery or notice has waited longer than this (seconds).
+    max_queue_age: int = Field(default=900, ge=1)
+
+
+class LoggingConfig(Strict):
+    format: Literal["text", "json"] = "text"  # json: one object per line (time, level, event, …)
+
+
 class MembersConfig(Strict):
     # Empty: any address of valid syntax; else only these domains (and their subdomains) may be members.
     allowed_domains: list[str] = []
+
+
+class MembershipConfig(Strict):  # the yearly reconfirmation (membership/standing.py)
+    reconfirm_days: int = Field(default=365, ge=0)  # a member confirms once in this many days; 0: never
+    reconfirm_grace_days: int = Field(default=30, ge=1)  # unanswered this long after the mail: delivery stops
 
 
 class WeeklyTime(Strict):
@@ -217,6 +252,25 @@ class ScheduleConfig(Strict):
     summary: WeeklyTime = WeeklyTime(day="fri", time="16:00")  # the moderators' weekly summary
 
 
+class OpenWindow(Strict):  # rooms[].open: weekdays (none: all), from/until dates (inclusive, site.timezone)
+    days: list[Weekday] = []
+    from_: date | None = Field(default=None, alias="from")
+    until: date | None = None
+
+    @model_validator(mode="after")
+    def _check_dates(self) -> OpenWindow:
+        if self.from_ and self.until and self.until < self.from_:
+            raise ValueError("until must not be before from")
+        return self
+
+
+class ReportsConfig(Strict):
+    """The monthly participation report goes to the chief moderators and to these addresses (funders,
+    the secretariat), each in their language when they are members, else the site's first language."""
+
+    recipients: list[Email] = []
+
+
 class RoomConfig(Strict):
     name: str = Field(pattern=ROOM_NAME.pattern)
     title: dict[Language, str] = {}
@@ -224,154 +278,4 @@ class RoomConfig(Strict):
     moderators: dict[Language, list[Email]] = {}
     delivery: DeliveryConfig = DeliveryConfig()
     moderation: ModerationConfig = ModerationConfig()
-
-
-@dataclass(frozen=True)
-class MailingList:
-    """One list: a room in one language, e.g. ``ta-en``."""
-
-    name: str
-    room: str
-    language: str
-    title: str
-    moderators: tuple[str, ...]
-    moderation: ModerationConfig
-    delivery: DeliveryConfig
-
-
-class Settings(Strict):
-    site: SiteConfig
-    database: DatabaseConfig = DatabaseConfig()
-    smtp: SmtpConfig = SmtpConfig()
-    web: WebConfig = WebConfig()
-    delivery: DeliveryConfig = DeliveryConfig()
-    moderation: ModerationConfig = ModerationConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    members: MembersConfig = MembersConfig()
-    languages: list[Language] = Field(default=["en"], min_length=1)
-    rooms: list[RoomConfig] = Field(min_length=1)
-    chief_moderators: list[Email] = []
-
-    @model_validator(mode="before")
-    @classmethod
-    def _merge_room_overrides(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("rooms"), list):
-            return data
-        rooms = []
-        for room in data["rooms"]:
-            if isinstance(room, dict):
-                room = dict(room)
-                for key in OVERRIDABLE:
-                    room[key] = _deep_merge(data.get(key) or {}, room.get(key) or {})
-            rooms.append(room)
-        return {**data, "rooms": rooms}
-
-    @model_validator(mode="after")
-    def _check_rooms(self) -> Settings:
-        problems = []
-        names = [room.name for room in self.rooms]
-        for index, room in enumerate(self.rooms):
-            if names.count(room.name) > 1:
-                problems.append(f"rooms[{index}].name: {room.name!r} is used by more than one room")
-            for language in room.languages or []:
-                if language not in self.languages:
-                    problems.append(f"rooms[{index}].languages: {language!r} is not in the site's languages")
-            for language in room.moderators:
-                if language not in self.room_languages(room):
-                    problems.append(
-                        f"rooms[{index}].moderators.{language}: the room has no {language!r} list"
-                    )
-        if problems:
-            raise ConfigError(problems)
-        return self
-
-    def room_languages(self, room: RoomConfig) -> list[str]:
-        return room.languages or self.languages
-
-    @cached_property
-    def lists(self) -> dict[str, MailingList]:
-        """Every list, keyed by name: rooms × their languages."""
-        found = {}
-        for room in self.rooms:
-            for language in self.room_languages(room):
-                name = f"{room.name}-{language}"
-                title = room.title.get(language) or room.title.get("en") or name
-                moderators = tuple(room.moderators.get(language, ()))
-                found[name] = MailingList(
-                    name, room.name, language, title, moderators, room.moderation, room.delivery
-                )
-        return found
-
-    def room(self, name: str) -> RoomConfig:
-        return next(room for room in self.rooms if room.name == name)
-
-    def moderators_of(self, list_name: str) -> list[str]:
-        """A list without moderators of its own is moderated by the chief moderators."""
-        return list(self.lists[list_name].moderators) or list(self.chief_moderators)
-
-
-def _deep_merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _deep_merge(base.get(key), value)
-        return merged
-    return override if override is not None else base
-
-
-def config_path(cli_path: str | None) -> Path:
-    """--config PATH, else $LISTSERV_CONFIG, else ./config.yaml."""
-    return Path(cli_path or os.environ.get("LISTSERV_CONFIG") or DEFAULT_PATH)
-
-
-def load_settings(path: Path) -> Settings:
-    """Read and validate ``path``; raise ConfigError with one line per problem."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError([f"{path}: cannot read the configuration file ({error.strerror})"]) from None
-    except yaml.YAMLError as error:
-        raise ConfigError([f"{path}: not valid YAML: {first_line(error)}"]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: expected a mapping of settings at the top level"])
-    return parse_settings(raw, base_dir=path.parent)
-
-
-def parse_settings(raw: dict[str, Any], base_dir: Path = Path(".")) -> Settings:
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError([describe_problem(problem) for problem in error.errors()]) from None
-    return _anchor_paths(settings, base_dir)
-
-
-def _anchor_paths(settings: Settings, base_dir: Path) -> Settings:
-    """Relative paths (data_dir, sqlite, keys, certificates) are relative to the config file, not the
-    working directory."""
-
-    def anchor(path: Path) -> Path:
-        return path if path.is_absolute() else (base_dir / path).resolve()
-
-    def anchor_fields(block: Strict, *names: str) -> Any:
-        found = {name: getattr(block, name) for name in names if getattr(block, name) is not None}
-        return block.model_copy(update={name: anchor(path) for name, path in found.items()})
-
-    data_dir = anchor(settings.site.data_dir)
-    templates_dir = anchor(settings.site.templates_dir) if settings.site.templates_dir else None
-    delivery = settings.delivery
-    if delivery.relay is not None:
-        delivery = delivery.model_copy(update={"relay": anchor_fields(delivery.relay, "password_file")})
-    if delivery.dkim is not None:
-        delivery = delivery.model_copy(update={"dkim": anchor_fields(delivery.dkim, "key_file")})
-    url = settings.database.url
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        url = prefix + str((base_dir / url[len(prefix) :]).resolve())
-    return settings.model_copy(
-        update={
-            "site": settings.site.model_copy(update={"data_dir": data_dir, "templates_dir": templates_dir}),
-            "database": settings.database.model_copy(update={"url": url}),
-            "smtp": anchor_fields(settings.smtp, "tls_cert", "tls_key"),
-            "delivery": delivery,
-        }
-    )
+    open: Literal["always"] | OpenWindow = "always"
