@@ -33,6 +33,7 @@ from listserv.membership.standing import Standing
 from listserv.moderation.openings import Openings
 from listserv.moderation.reminders import Reminders
 from listserv.outgoing.publish import Publisher
+from listserv.store.claims import claimant
 from listserv.store.models import Delivery, Lease, Outbox
 from listserv.weekly.calendar import iso_week, prompt_time
 from listserv.weekly.prompts import Weekly
@@ -69,10 +70,6 @@ def acquire_lease(session: Session, holder: str, now: datetime, name: str = "sch
     return True
 
 
-def lease_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def is_gone(holder: str) -> bool:
     """``holder`` (``host:pid``) names a process of this host that no longer exists."""
     host, _, pid = holder.rpartition(":")
@@ -107,7 +104,7 @@ class Jobs:
     openings: Openings  # rooms' open windows: what waited is published at the opening
     guests: Guests  # invitations past their end become ``expired`` (and audited)
     reports: Reports
-    holder: str = field(init=False, default_factory=lease_holder)
+    holder: str = field(init=False, default_factory=claimant)
 
     def tick(self) -> None:
         """Every minute, under the lease: run what is due."""

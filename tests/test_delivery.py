@@ -11,15 +11,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.delivery import UNPIPELINED_WIDTH
 from listserv.outgoing.transport import pipelined_sendmail
+from listserv.store.claims import claimant
 from listserv.store.db import make_engine, utc_now
-from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, Received, Subscription
+from listserv.store.models import (
+    ArchivedPost,
+    Delivery,
+    ListRow,
+    Member,
+    Outbox,
+    Received,
+    Subscription,
+)
 from tests.conftest import (
     RunningForum,
     ServeProcess,
@@ -96,6 +105,42 @@ def test_an_approved_post_reaches_each_member_once_decorated(
         assert post.thread_id == post.id
     # the state is committed after the relay's 250, so a copy can be in the sink a moment before
     wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the rows marked sent")
+
+
+def test_a_result_a_database_crash_undid_is_sent_again_not_left_claimed(
+    live: RunningForum, sink: Sink, relayed_engine: Engine, clock: SteppableClock
+) -> None:
+    """A relaxed commit (store/db.relax_commit) can be undone by a crash of the database server while
+    the claim before it stays: the row is ``sending`` with nobody sending it. The sender that claimed it
+    gives it back between rounds; a row another process claimed is left to that process."""
+    approve_one(live, sink)
+    wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the rows marked sent")
+    with Session(relayed_engine) as session, session.begin():
+        session.execute(update(Delivery).values(state="sending"))  # the result undone, the claim kept
+        session.add_all(
+            Outbox(
+                purpose="test_lost",
+                mail_from="ta-fr-owner@forum.example.org",
+                recipients=[rcpt],
+                raw=f"To: {rcpt}\r\nSubject: lost {holder}\r\n\r\nbody\r\n".encode(),
+                state="sending",
+                next_attempt_at=clock.now,
+                claimed_by=holder,
+            )
+            for rcpt, holder in (("dan@example.org", claimant()), ("eve@example.org", "elsewhere:1"))
+        )
+    copies = sink.recipients()
+    clock.advance(seconds=31)
+    live.forum.deliverer.background.wake()
+    live.forum.outbox.background.wake()
+    wait_for(lambda: sink.recipients() == copies * 2, what="the copies sent again")
+    wait_for(lambda: len(sink.to("dan@example.org")) == 1, what="the notice sent again")
+    assert sink.to("eve@example.org") == []
+    wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the undone row sent again")
+    with Session(relayed_engine) as session:
+        rows = session.execute(select(Outbox.claimed_by, Outbox.state).where(Outbox.purpose == "test_lost"))
+        states = {holder: state for holder, state in rows}
+    assert states == {claimant(): "sent", "elsewhere:1": "sending"}  # another serve's claim is its own
 
 
 def test_replies_thread_and_never_stack_the_prefix(

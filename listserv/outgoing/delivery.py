@@ -44,6 +44,7 @@ from listserv.outgoing.transport import (
     Transport,
     backoff,
 )
+from listserv.store.claims import LostClaims
 from listserv.store.db import relax_commit
 from listserv.store.directory import email_key
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest
@@ -103,6 +104,7 @@ class Deliverer:
         self._done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
         self._untried: queue.SimpleQueue[int] = queue.SimpleQueue()  # claimed, not sent: give back
         self._recording = threading.Lock()
+        self._lost = LostClaims(Delivery)
         self.background = Background("delivery", self.send_due, self._round, IDLE_SWEEP_SECONDS)
 
     def requeue_interrupted(self) -> int:
@@ -119,6 +121,7 @@ class Deliverer:
 
     def send_due(self) -> int:
         self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
+        self._lost.sweep(self._results, self._clock())  # no row is in hand here
         claim = self._claim(len(self._lanes) * ROUNDS_PER_CONNECTION)
         width = self._width(claim.rows)
         # Each batch's result is committed the moment it is known: a crash re-sends only the
@@ -197,7 +200,9 @@ class Deliverer:
             )
             if rows:
                 session.execute(
-                    update(Delivery).where(Delivery.id.in_([r.id for r in rows])).values(state="sending")
+                    update(Delivery)
+                    .where(Delivery.id.in_([r.id for r in rows]))
+                    .values(state="sending", claimed_by=self._lost.holder)
                 )
             posts = {row.post_id for row in rows if row.post_id is not None}
             digests = {row.digest_id for row in rows if row.digest_id is not None}

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from listserv.background import Background
 from listserv.config import DeliveryConfig
 from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
+from listserv.store.claims import LostClaims
 from listserv.store.db import relax_commit
 from listserv.store.models import Outbox
 
@@ -79,6 +80,7 @@ class OutboxSender:
         # background thread touches them.
         self._waiting: list[Callable[[], None]] = []
         self._untried: list[int] = []
+        self._lost = LostClaims(Outbox)
 
     def requeue_interrupted(self) -> int:
         """Rows left ``sending`` by a crash go back to the queue (called once at start)."""
@@ -89,6 +91,7 @@ class OutboxSender:
 
     def send_due(self) -> int:
         self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
+        self._lost.sweep(self._engine, self._clock())  # no row is in hand here
         rows = self._claim()
         for index, row in enumerate(rows):
             self._send_one(row)
@@ -133,6 +136,7 @@ class OutboxSender:
             ).all()
             for row in rows:
                 row.state = "sending"
+                row.claimed_by = self._lost.holder
             return list(rows)
 
     def _send_one(self, row: Outbox) -> None:

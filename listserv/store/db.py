@@ -76,7 +76,8 @@ def _begin_sqlite(connection: Connection) -> None:
 
 def relax_commit(session: Any) -> None:
     """PostgreSQL's counterpart of ``sqlite_synchronous="NORMAL"`` for this transaction: its commit does
-    not wait for the disk (a power loss may undo it, a crash of the process cannot)."""
+    not wait for the disk (a power loss or a crash of the database server may undo it, a crash of the
+    process cannot; ``claims.py`` finds the rows such an undo leaves claimed)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 

@@ -211,6 +211,7 @@ class Outbox(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))  # host:pid of the claim (store/claims.py)
 
 
 class ArchivedPost(Base):
@@ -266,9 +267,8 @@ class Tombstone(Base):
 
 
 class Delivery(Base):
-    """One SMTP transaction's worth of an approved post: up to ``delivery.batch_size`` recipients.
-    Created with the approval; claimed (``sending``), sent, then ``sent`` — a crash re-sends at most
-    the batch in hand. Recipients a relay defers (4xx) move to a new row that waits its turn."""
+    """An approved post's SMTP transaction (up to ``delivery.batch_size`` recipients): claimed (``sending``),
+    sent, then ``sent``. Recipients a relay defers (4xx) move to a new row that waits its turn."""
 
     __tablename__ = "delivery"
 
@@ -290,6 +290,7 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))  # host:pid of the claim (store/claims.py)
 
 
 class Confirmation(Base):
