@@ -319,13 +319,7 @@ class Forum:
         self.smtp_port = await self.door.start()
         try:
             for sender in (self.outbox, self.deliverer):
-                requeued = await asyncio.to_thread(sender.requeue_interrupted)
-                if requeued:
-                    log.warning(
-                        "%s: %d item(s) interrupted by a stop are queued again",
-                        sender.background.name,
-                        requeued,
-                    )
+                await asyncio.to_thread(sender.requeue_interrupted)  # logs what it gives back
                 sender.background.start()
             self.worker.background.start()  # resumes whatever was stored and not yet processed
             self.listener.start()

@@ -13,8 +13,6 @@ processes on one job store).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +31,7 @@ from listserv.membership.standing import Standing
 from listserv.moderation.openings import Openings
 from listserv.moderation.reminders import Reminders
 from listserv.outgoing.publish import Publisher
-from listserv.store.claims import claimant
+from listserv.store.claims import claimant, is_gone
 from listserv.store.models import Delivery, Lease, Outbox
 from listserv.weekly.calendar import iso_week, prompt_time
 from listserv.weekly.prompts import Weekly
@@ -68,20 +66,6 @@ def acquire_lease(session: Session, holder: str, now: datetime, name: str = "sch
     except IntegrityError:
         return False  # another process holds it
     return True
-
-
-def is_gone(holder: str) -> bool:
-    """``holder`` (``host:pid``) names a process of this host that no longer exists."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, but not ours to signal
-        return False
-    return False
 
 
 def database_busy(error: OperationalError) -> bool:

@@ -7,6 +7,9 @@ import email
 import email.policy
 import signal
 import smtplib
+import socket
+import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from listserv.config import Settings
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.delivery import UNPIPELINED_WIDTH
 from listserv.outgoing.transport import pipelined_sendmail
-from listserv.store.claims import claimant
+from listserv.store.claims import STALE_CLAIM, claimant
 from listserv.store.db import make_engine, utc_now
 from listserv.store.models import (
     ArchivedPost,
@@ -107,14 +110,22 @@ def test_an_approved_post_reaches_each_member_once_decorated(
     wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the rows marked sent")
 
 
-def test_a_result_a_database_crash_undid_is_sent_again_not_left_claimed(
+def test_a_row_nobody_is_sending_goes_out_again_and_another_serves_stays_its_own(
     live: RunningForum, sink: Sink, relayed_engine: Engine, clock: SteppableClock
 ) -> None:
     """A relaxed commit (store/db.relax_commit) can be undone by a crash of the database server while
-    the claim before it stays: the row is ``sending`` with nobody sending it. The sender that claimed it
-    gives it back between rounds; a row another process claimed is left to that process."""
+    the claim before it stays: the row is ``sending`` with nobody sending it. Its sender gives it back
+    between rounds, as any sender does a dead process's claim or one older than STALE_CLAIM; a row a
+    living serve claimed is left to it, also at start (a serve starting beside a busy one sent its
+    notices again)."""
     approve_one(live, sink)
     wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the rows marked sent")
+    claims = {  # recipient: (claimed by, claimed at)
+        "mine@example.net": (claimant(), clock.now),
+        "dead@example.net": (f"{socket.gethostname()}:{dead_pid()}", clock.now),
+        "stale@example.net": ("elsewhere:2", clock.now - STALE_CLAIM - timedelta(minutes=1)),
+        "living@example.net": ("elsewhere:1", clock.now),
+    }
     with Session(relayed_engine) as session, session.begin():
         session.execute(update(Delivery).values(state="sending"))  # the result undone, the claim kept
         session.add_all(
@@ -122,25 +133,33 @@ def test_a_result_a_database_crash_undid_is_sent_again_not_left_claimed(
                 purpose="test_lost",
                 mail_from="ta-fr-owner@forum.example.org",
                 recipients=[rcpt],
-                raw=f"To: {rcpt}\r\nSubject: lost {holder}\r\n\r\nbody\r\n".encode(),
+                raw=f"To: {rcpt}\r\nSubject: lost\r\n\r\nbody\r\n".encode(),
                 state="sending",
-                next_attempt_at=clock.now,
                 claimed_by=holder,
+                next_attempt_at=claimed_at,
             )
-            for rcpt, holder in (("dan@example.org", claimant()), ("eve@example.org", "elsewhere:1"))
+            for rcpt, (holder, claimed_at) in claims.items()
         )
     copies = sink.recipients()
     clock.advance(seconds=31)
     live.forum.deliverer.background.wake()
     live.forum.outbox.background.wake()
     wait_for(lambda: sink.recipients() == copies * 2, what="the copies sent again")
-    wait_for(lambda: len(sink.to("dan@example.org")) == 1, what="the notice sent again")
-    assert sink.to("eve@example.org") == []
-    wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the undone row sent again")
+    for rcpt in ("mine@example.net", "dead@example.net", "stale@example.net"):
+        wait_for(lambda rcpt=rcpt: len(sink.to(rcpt)) == 1, what=f"the notice to {rcpt} sent again")
+    wait_for(lambda: deliveries(relayed_engine) == {"sent": 1}, what="the undone row marked sent")
+    assert live.forum.outbox.requeue_interrupted() == 0  # what a serve starting now gives back
+    assert sink.to("living@example.net") == []
     with Session(relayed_engine) as session:
-        rows = session.execute(select(Outbox.claimed_by, Outbox.state).where(Outbox.purpose == "test_lost"))
-        states = {holder: state for holder, state in rows}
-    assert states == {claimant(): "sent", "elsewhere:1": "sending"}  # another serve's claim is its own
+        rows = session.execute(select(Outbox.recipients, Outbox.state).where(Outbox.purpose == "test_lost"))
+        states = {rcpt: state for (rcpt,), state in rows}
+    assert states == dict.fromkeys(claims, "sent") | {"living@example.net": "sending"}
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_replies_thread_and_never_stack_the_prefix(

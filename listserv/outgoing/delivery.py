@@ -108,11 +108,10 @@ class Deliverer:
         self.background = Background("delivery", self.send_due, self._round, IDLE_SWEEP_SECONDS)
 
     def requeue_interrupted(self) -> int:
-        """Rows left ``sending`` by a crash go back to the queue (called once at start)."""
-        with Session(self._engine) as session, session.begin():
-            return session.execute(
-                update(Delivery).where(Delivery.state == "sending").values(state="queued")
-            ).rowcount
+        """At start: rows left ``sending`` by a process that died (or by this one, before a database
+        crash) go back to the queue; rows another living serve is sending stay its own."""
+        self._lost.last_sweep = None
+        return self._lost.sweep(self._results, self._clock())
 
     def close(self) -> None:
         for lane in self._lanes:
@@ -202,7 +201,7 @@ class Deliverer:
                 session.execute(
                     update(Delivery)
                     .where(Delivery.id.in_([r.id for r in rows]))
-                    .values(state="sending", claimed_by=self._lost.holder)
+                    .values(state="sending", claimed_by=self._lost.holder, next_attempt_at=now)  # claims.py
                 )
             posts = {row.post_id for row in rows if row.post_id is not None}
             digests = {row.digest_id for row in rows if row.digest_id is not None}

@@ -83,11 +83,10 @@ class OutboxSender:
         self._lost = LostClaims(Outbox)
 
     def requeue_interrupted(self) -> int:
-        """Rows left ``sending`` by a crash go back to the queue (called once at start)."""
-        with Session(self._engine) as session, session.begin():
-            relax_commit(session)
-            result = session.execute(update(Outbox).where(Outbox.state == "sending").values(state="queued"))
-            return result.rowcount
+        """At start: rows left ``sending`` by a process that died (or by this one, before a database
+        crash) go back to the queue; rows another living serve is sending stay its own."""
+        self._lost.last_sweep = None
+        return self._lost.sweep(self._engine, self._clock())
 
     def send_due(self) -> int:
         self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
@@ -136,7 +135,7 @@ class OutboxSender:
             ).all()
             for row in rows:
                 row.state = "sending"
-                row.claimed_by = self._lost.holder
+                row.claimed_by, row.next_attempt_at = self._lost.holder, now  # claims.py
             return list(rows)
 
     def _send_one(self, row: Outbox) -> None:

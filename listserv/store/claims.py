@@ -1,11 +1,16 @@
-"""Who claimed an outgoing row, and the claims a crash of the database left behind.
+"""Who claimed an outgoing row, and which claims nobody will finish.
 
-The senders of ``delivery`` and ``outbox`` rows mark what they claim ``sending`` with their own name
-(``host:pid``) and record each result later, both with relaxed commits (``db.relax_commit``). A crash of
-the database server may undo the last of those commits, and may undo a result while keeping the claim
-before it: the row then stays ``sending`` and nobody sends it. Between two rounds a sender holds no row,
-so a row still ``sending`` under its name is such a one and goes back to the queue: it goes out again
-("may repeat, never lose"), where before it waited for the next restart of serve.
+The senders of ``delivery`` and ``outbox`` rows mark what they claim ``sending`` with their name
+(``host:pid``, ``claimed_by``) and the time (``next_attempt_at``), and record each result later, both
+with relaxed commits (``db.relax_commit``). A row is left ``sending`` with nobody sending it when its
+sender died, or when a crash of the database server undid a result but kept the claim before it. Such a
+row goes back to the queue (it goes out again: "may repeat, never lose") when it is:
+- claimed by this process: a sender sweeps only between rounds, when it holds no row;
+- claimed by a process of this host that no longer exists, or before claims were named (migration 0018);
+- claimed by another host more than ``STALE_CLAIM`` ago: no round takes that long (SMTP timeouts).
+A row that another living serve is sending is left to it: two serves share a database (before, each
+serve's start gave back every ``sending`` row, and a serve starting beside a busy one sent its notices
+again).
 """
 
 from __future__ import annotations
@@ -17,25 +22,39 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
-# A database crash is rare and a lost result is found within this time; a sweep is one indexed UPDATE.
-SWEEP_EVERY = timedelta(seconds=30)
+SWEEP_EVERY = timedelta(seconds=30)  # a lost result is found within this; a sweep is one indexed query
+STALE_CLAIM = timedelta(minutes=30)
 
 
 def claimant() -> str:
-    """This process's name in ``claimed_by`` (and in the scheduler's lease)."""
+    """This process's name in ``claimed_by`` and in the scheduler's lease."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_gone(holder: str) -> bool:
+    """``holder`` (``host:pid``) names a process of this host that no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    return False
 
 
 @dataclass
 class LostClaims:
-    """Gives back the rows of ``table`` left ``sending`` under this process's name, at most once per
-    ``SWEEP_EVERY``; call ``sweep`` only when the sender holds no row."""
+    """Gives back the rows of ``table`` that nobody will finish (see the module), at start and then at
+    most once per ``SWEEP_EVERY``; call ``sweep`` only when the sender holds no row."""
 
-    table: Any  # Delivery or Outbox: both have ``state`` and ``claimed_by``
+    table: Any  # Delivery or Outbox: both have ``state``, ``claimed_by`` and ``next_attempt_at``
     holder: str = field(default_factory=claimant)
     last_sweep: datetime | None = None
 
@@ -45,17 +64,22 @@ class LostClaims:
         self.last_sweep = now
         table = self.table
         with Session(engine) as session, session.begin():
+            claimants = session.scalars(select(table.claimed_by).where(table.state == "sending").distinct())
+            gone = [self.holder, *(name for name in claimants if name and is_gone(name))]
             released = session.execute(
                 update(table)
-                .where(table.state == "sending", table.claimed_by == self.holder)
+                .where(
+                    table.state == "sending",
+                    or_(
+                        table.claimed_by.is_(None),
+                        table.claimed_by.in_(gone),
+                        table.next_attempt_at < now - STALE_CLAIM,
+                    ),
+                )
                 .values(state="queued")
                 .execution_options(synchronize_session=False)
             )
         count = int(released.rowcount or 0)
         if count:
-            log.warning(
-                "%s: %d row(s) whose result a database crash undid are queued again",
-                table.__tablename__,
-                count,
-            )
+            log.warning("%s: %d row(s) nobody was sending are queued again", table.__tablename__, count)
         return count
