@@ -185,6 +185,22 @@ def test_month_pages_and_navigation(reader: WebClient, engine: Engine) -> None:
     assert "Nothing was posted to this list in March 2026" in reader.get("/lists/ta-en/2026/3/").text
 
 
+def test_the_month_navigation_counts_a_post_archived_after_the_page_was_seen(
+    reader: WebClient, engine: Engine
+) -> None:
+    """The calendar is kept between pages (web/calendars.py) until a post is archived: also one dated
+    in an older year, as an archive import adds them."""
+    assert "(1 post)" in reader.get("/lists/ta-en/").text
+    assert "(1 post)" in reader.get("/lists/ta-en/").text  # from the kept calendar
+    assert 'href="/lists/ta-en/?year=2024"' not in reader.get("/lists/ta-en/").text
+    post(engine, "second@example.org", "Second", minutes=5)
+    assert "(2 posts)" in reader.get("/lists/ta-en/").text
+    old = datetime(2024, 3, 4, 9, tzinfo=UTC)
+    archive(engine, "ta-en", mail("imported@example.org", "From 2024", when=old), old)
+    assert 'href="/lists/ta-en/?year=2024"' in reader.get("/lists/ta-en/").text
+    assert "March 2024" in reader.get("/lists/ta-en/?year=2024").text
+
+
 def test_a_thread_nests_replies_in_order(reader: WebClient, engine: Engine) -> None:
     chain = [("a", None), ("b", "a"), ("c", "b"), ("d", "a")]
     for minute, (name, parent) in enumerate(chain):

@@ -44,6 +44,7 @@ from listserv.moderation.queue import Moderation
 from listserv.outgoing.notices import Notifier
 from listserv.outgoing.personal import MemberTokens
 from listserv.web.access import Viewer, ViewerCache, load_signed_in
+from listserv.web.calendars import CalendarCache
 from listserv.web.i18n import SOURCE, negotiate
 from listserv.web.limits import LoginLimiter, Network, client_address, parse_networks
 from listserv.web.pages import Pages
@@ -82,6 +83,7 @@ class Site:
     tokens: MemberTokens
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     viewers: ViewerCache = field(default_factory=ViewerCache)
+    calendars: CalendarCache = field(default_factory=CalendarCache)
     # After a form's changes are committed: mail they queued (a decision, a reset link) goes out now,
     # not at the senders' next idle check.
     wake_senders: Callable[[], None] = lambda: None

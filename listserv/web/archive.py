@@ -179,13 +179,17 @@ def list_page(ctx: Ctx) -> Response:
 
 def calendar(ctx: Ctx, list_name: str, wanted: str) -> dict[str, object]:
     """The month navigation: years with posts, and one year's months with their counts (the asked year,
-    else the newest)."""
+    else the newest); kept until a post is archived (``calendars.py``)."""
     timezone = ctx.site.settings.site.timezone
-    years = threads.archive_years(ctx.db, list_name, timezone, ctx.site.clock())
-    year = int(wanted) if wanted.isdigit() and int(wanted) in years else (years[0] if years else None)
-    counts = threads.month_counts(ctx.db, list_name, year, timezone) if year else []
-    months = [(threads.month_bounds(year, month, timezone)[0], month, posts) for month, posts in counts]
-    return {"years": years, "year": year, "months": months}
+
+    def make() -> dict[str, object]:
+        years = threads.archive_years(ctx.db, list_name, timezone, ctx.site.clock())
+        year = int(wanted) if wanted.isdigit() and int(wanted) in years else (years[0] if years else None)
+        counts = threads.month_counts(ctx.db, list_name, year, timezone) if year else []
+        months = [(threads.month_bounds(year, month, timezone)[0], month, posts) for month, posts in counts]
+        return {"years": years, "year": year, "months": months}
+
+    return ctx.site.calendars.get(ctx.db, list_name, wanted, make)
 
 
 def prompt_id(ctx: Ctx, topic: Topic, list_name: str) -> str | None:
