@@ -51,18 +51,16 @@ def thread_guests(session: Session, list_name: str, thread_id: int, now: datetim
     )
 
 
-def guest_addresses(session: Session, list_name: str, thread_id: int) -> frozenset[str]:
-    """Lowercased addresses ever approved as guests of a thread: their posts stay marked as a guest's
-    after the invitation ends."""
-    return frozenset(
-        address.lower()
-        for address in session.scalars(
-            select(Member.email)
-            .join(Guest, Guest.member_id == Member.id)
-            .where(
-                Guest.list_name == list_name,
-                Guest.thread_id == thread_id,
-                Guest.state.in_(("active", "expired", "revoked")),
-            )
+def was_guest(list_name: str, thread_id: int) -> ColumnElement[bool]:
+    """For a query of ``Member`` rows: the member was ever approved as a guest of the thread. Their posts
+    stay marked as a guest's after the invitation ends."""
+    return (
+        select(Guest.id)
+        .where(
+            Guest.member_id == Member.id,
+            Guest.list_name == list_name,
+            Guest.thread_id == thread_id,
+            Guest.state.in_(("active", "expired", "revoked")),
         )
+        .exists()
     )

@@ -18,7 +18,6 @@ from starlette.responses import Response
 from listserv.archive import display, reading
 from listserv.archive.urls import message_url
 from listserv.config import MailingList
-from listserv.store.guests import guest_addresses
 from listserv.store.models import ArchivedPost, SentDigest, SentPrompt, Topic
 from listserv.web import listing, threads
 from listserv.web.access import Viewer
@@ -113,6 +112,12 @@ def show(post: ArchivedPost, show_html: bool = False, names_only: bool = False) 
 def who(ctx: Ctx, addresses: set[str]) -> dict[str, str]:
     """For templates: ``names.get(address.lower(), address)`` shows a member's name when known."""
     return threads.names_of(ctx.db, addresses)
+
+
+def people(ctx: Ctx, addresses: set[str], list_name: str, post: ArchivedPost) -> dict[str, object]:
+    """A discussion's ``names`` (as ``who``) and its ``guests``: which of the addresses were guests of it."""
+    names, guests = threads.people_of(ctx.db, addresses, list_name, post.thread_id or post.id)
+    return {"names": names, "guests": guests}
 
 
 def topic_text(topic: Topic, language: str) -> TopicText:
@@ -247,10 +252,9 @@ def thread_page(ctx: Ctx) -> Response:
         shown_posts=shown,
         current=post,
         first=thread.first or post,
-        names=who(ctx, senders),
         idpath=threads.id_path,
         names_only=names_only,
-        guests=guest_addresses(ctx.db, mailing_list.name, post.thread_id or post.id),
+        **people(ctx, senders, mailing_list.name, post),
     )
 
 
@@ -265,10 +269,9 @@ def message_page(ctx: Ctx) -> Response:
         mailing_list=mailing_list,
         message=shown,
         stable_url=message_url(ctx.site.settings.site.base_url, mailing_list.name, post.message_id),
-        names=who(ctx, {post.sender}),
         idpath=threads.id_path,
         names_only=names_only,
-        guests=guest_addresses(ctx.db, mailing_list.name, post.thread_id or post.id),
+        **people(ctx, {post.sender}, mailing_list.name, post),
     )
 
 

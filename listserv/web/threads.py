@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session, defer, undefer
 
+from listserv.store.guests import was_guest
 from listserv.store.keys import key_hash
 from listserv.store.models import ArchivedPost, DayFigures, Member, Tombstone
 
@@ -379,3 +380,15 @@ def names_of(db: Session, addresses: set[str]) -> dict[str, str]:
         return {}
     rows = db.execute(select(Member.email_key, Member.name).where(Member.email_key.in_(keys)))
     return {key: name for key, name in rows if name}
+
+
+def people_of(
+    db: Session, addresses: set[str], list_name: str, thread_id: int
+) -> tuple[dict[str, str], frozenset[str]]:
+    """``names_of``, and which of the addresses were guests of the thread (lowercased), in one query."""
+    keys = {address.lower() for address in addresses if address}
+    if not keys:
+        return {}, frozenset()
+    guest = was_guest(list_name, thread_id)
+    rows = db.execute(select(Member.email_key, Member.name, guest).where(Member.email_key.in_(keys))).all()
+    return {key: name for key, name, _ in rows if name}, frozenset(key for key, _, guest in rows if guest)
