@@ -297,6 +297,16 @@ def test_stemming_by_list_language_on_postgresql_prefixes_on_sqlite(archive: Arc
     assert marked(hit.snippet) == ["meeting"]
 
 
+def test_a_word_each_language_stems_its_own_way_is_found_in_every_list(archive: Archive) -> None:
+    """PostgreSQL: English keeps "nation" of "national", French and Spanish keep "national"; one
+    lookup per distinct query must still find the word in every list's posts."""
+    english = archive.add("Plans", "our national plans", list_name="ta-en")
+    french = archive.add("Plans", "le plan national", list_name="ta-fr")
+    spanish = archive.add("Planes", "el plan national", list_name="ta-es")
+    assert set(archive.ids("national")) == {english, french, spanish}
+    assert archive.ids("national", language="fr") == [french]
+
+
 def assert_index_sound(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         with engine.begin() as connection:
@@ -401,7 +411,7 @@ def test_postgresql_search_uses_the_gin_expression_index(archive: Archive, engin
     archive.add("Water", "clean water")
     with Session(engine) as session:
         session.execute(search.PG_PLANNER)  # as search() runs it: a few posts would not need the index
-        statement = search._pg_select(search.parse_query("water"), [], SearchQuery("water", ALL))
+        statement = search._pg_select(session, search.parse_query("water"), [], SearchQuery("water", ALL))
         compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})
         plan = "\n".join(session.scalars(text(f"EXPLAIN {compiled}")))
     assert "ix_post_search_words" in plan, plan
