@@ -215,9 +215,6 @@ def _sqlite_select(terms: list[Term], query: SearchQuery) -> Select:
 def _pg_select(session: Session, terms: list[Term], phrases: list[Term], query: SearchQuery) -> Select:
     configs = sorted({CONFIGS.get(query.language, "simple")} if query.language else EVERY_CONFIG)
 
-    def tsquery(config: str, words: str) -> ColumnElement[Any]:
-        return func.to_tsquery(_regconfig(config), words)
-
     def per_config(make: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
         return or_(*(_pg_language(config) & make(config) for config in configs))
 
@@ -241,14 +238,14 @@ def _pg_select(session: Session, terms: list[Term], phrases: list[Term], query: 
     candidate = newest.cte("candidate").prefix_with("MATERIALIZED")
     # Any term in the subject or sender ranks first; then the shorter post (words' length is known
     # without reading them: a TOASTed value records its size).
-    anywhere = [tsquery(c, _tsquery(terms, c in STEMMED, between=" | ")) for c in configs]
+    anywhere = [_to_tsquery(c, _tsquery(terms, c in STEMMED, between=" | ")) for c in configs]
     head = func.ts_rank(ROW.c.head, reduce(lambda left, right: left.op("||")(right), anywhere))
     length = func.octet_length(ROW.c.words)
     statement = _ranked(candidate, head + 0.1 / (1 + func.ln(1 + length)))
     for number, term in enumerate(phrases):
         in_head = per_config(
             lambda config, term=term: ROW.c.head.op("@@")(
-                tsquery(config, _tsquery([term], config in STEMMED, within=" <-> "))
+                _to_tsquery(config, _tsquery([term], config in STEMMED, within=" <-> "))
             )
         )
         statement = statement.add_columns(in_head.label(f"phrase_{number}"))
@@ -258,7 +255,7 @@ def _pg_select(session: Session, terms: list[Term], phrases: list[Term], query: 
 def _alike(session: Session, terms: list[Term], configs: list[str]) -> dict[str, list[str]]:
     """Each distinct query PostgreSQL makes of the terms → the configurations that make it."""
     made = session.execute(
-        select(*(cast(func.to_tsquery(_regconfig(c), _tsquery(terms, c in STEMMED)), Text) for c in configs))
+        select(*(cast(_to_tsquery(c, _tsquery(terms, c in STEMMED)), Text) for c in configs))
     ).one()
     alike: dict[str, list[str]] = {}
     for config, words in zip(configs, made, strict=True):
@@ -266,8 +263,8 @@ def _alike(session: Session, terms: list[Term], configs: list[str]) -> dict[str,
     return alike
 
 
-def _regconfig(config: str) -> ColumnElement[Any]:
-    return literal_column(f"'{config}'::regconfig")
+def _to_tsquery(config: str, words: str) -> ColumnElement[Any]:
+    return func.to_tsquery(literal_column(f"'{config}'::regconfig"), words)
 
 
 def _pg_language(config: str) -> ColumnElement[bool]:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import ColumnElement, Row, false, func, or_, select
 from sqlalchemy.orm import Session, defer, undefer
 
 from listserv.store.guests import was_guest
@@ -375,20 +375,22 @@ def window_posts(db: Session, list_name: str, start: datetime, end: datetime) ->
 
 def names_of(db: Session, addresses: set[str]) -> dict[str, str]:
     """Members' names for the addresses shown on a page (lowercased keys); unknown ones are left out."""
-    keys = {address.lower() for address in addresses if address}
-    if not keys:
-        return {}
-    rows = db.execute(select(Member.email_key, Member.name).where(Member.email_key.in_(keys)))
-    return {key: name for key, name in rows if name}
+    return _people(db, addresses, false())[0]
 
 
 def people_of(
     db: Session, addresses: set[str], list_name: str, thread_id: int
 ) -> tuple[dict[str, str], frozenset[str]]:
     """``names_of``, and which of the addresses were guests of the thread (lowercased), in one query."""
+    return _people(db, addresses, was_guest(list_name, thread_id))
+
+
+def _people(
+    db: Session, addresses: set[str], is_guest: ColumnElement[bool]
+) -> tuple[dict[str, str], frozenset[str]]:
     keys = {address.lower() for address in addresses if address}
     if not keys:
         return {}, frozenset()
-    guest = was_guest(list_name, thread_id)
-    rows = db.execute(select(Member.email_key, Member.name, guest).where(Member.email_key.in_(keys))).all()
+    query = select(Member.email_key, Member.name, is_guest).where(Member.email_key.in_(keys))
+    rows = db.execute(query).all()
     return {key: name for key, name, _ in rows if name}, frozenset(key for key, _, guest in rows if guest)
