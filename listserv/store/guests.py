@@ -51,7 +51,9 @@ def thread_guests(session: Session, list_name: str, thread_id: int, now: datetim
     )
 
 
-def was_guest(list_name: str, thread_id: int) -> ColumnElement[bool]:
+def was_guest(
+    list_name: str | ColumnElement[str], thread_id: int | ColumnElement[int]
+) -> ColumnElement[bool]:
     """For a query of ``Member`` rows: the member was ever approved as a guest of the thread. Their posts
     stay marked as a guest's after the invitation ends."""
     return (

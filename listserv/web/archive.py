@@ -23,6 +23,7 @@ from listserv.web import listing, threads
 from listserv.web.access import Viewer
 from listserv.web.app import Ctx, Page, Problem
 from listserv.web.guest_view import hide_addresses
+from listserv.web.people import names_of, people_of
 from listserv.weekly.topics import iso_week, language_name, text_for
 
 ACTIVITY_DAYS = 30
@@ -111,12 +112,12 @@ def show(post: ArchivedPost, show_html: bool = False, names_only: bool = False) 
 
 def who(ctx: Ctx, addresses: set[str]) -> dict[str, str]:
     """For templates: ``names.get(address.lower(), address)`` shows a member's name when known."""
-    return threads.names_of(ctx.db, addresses)
+    return names_of(ctx.db, addresses)
 
 
 def people(ctx: Ctx, addresses: set[str], list_name: str, post: ArchivedPost) -> dict[str, object]:
     """A discussion's ``names`` (as ``who``) and its ``guests``: which of the addresses were guests of it."""
-    names, guests = threads.people_of(ctx.db, addresses, list_name, post.thread_id or post.id)
+    names, guests = people_of(ctx.db, addresses, list_name, post.thread_id or post.id)
     return {"names": names, "guests": guests}
 
 
