@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 import smtplib
 import socket
+import subprocess
+import sys
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -94,3 +96,21 @@ def test_a_file_of_a_later_part_that_cannot_be_read_stops_serve(serve_config: tu
     assert "Traceback" not in result.stderr
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+# Loaded at first use, not by an idle serve (issue 18: idle RSS < 80 MB): what each would cost it.
+NOT_AT_IDLE = {
+    "sqlalchemy.dialects.postgresql": "PostgreSQL's dialects, on SQLite (~2 MB)",
+    "psycopg": "the PostgreSQL driver, on SQLite (~9 MB)",
+    "nh3": "the HTML sanitiser, until HTML mail is shown (2.5 MB)",
+    "flanker.mime": "flanker's MIME package (webob, chardet, tld: ~12 MB); only its address parser is used",
+    "PIL": "Pillow, until a report chart is drawn",
+}
+
+
+def test_an_idle_serve_on_sqlite_imports_nothing_it_loads_at_first_use() -> None:
+    code = "import sys, listserv.cli.serve, listserv.forum; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = set(result.stdout.split())
+    assert "listserv.forum" in loaded, result.stderr
+    assert {name: why for name, why in NOT_AT_IDLE.items() if name in loaded} == {}

@@ -28,7 +28,6 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -212,6 +211,9 @@ def _sqlite_select(terms: list[Term], query: SearchQuery) -> Select:
 
 
 def _pg_select(session: Session, terms: list[Term], phrases: list[Term], query: SearchQuery) -> Select:
+    # Imported here: on SQLite, serve would hold SQLAlchemy's PostgreSQL dialects for nothing (~2 MB).
+    from sqlalchemy.dialects.postgresql import TSQUERY
+
     configs = sorted({CONFIGS.get(query.language, "simple")} if query.language else EVERY_CONFIG)
 
     def per_config(make: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
