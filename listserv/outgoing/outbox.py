@@ -1,8 +1,9 @@
 """Outgoing mail: rows committed with the step that caused them, sent by a background loop.
 
 A row is claimed (state ``sending``) in a short transaction, sent, then marked ``sent`` — so no
-database lock is held while talking SMTP. A crash mid-send leaves it ``sending``; on start such rows
-go back to the queue: at worst a message is sent twice, never lost. If the database goes away
+database lock is held while talking SMTP. Results are recorded ``RECORD_EVERY`` at a time, in one
+transaction. A crash mid-send leaves rows ``sending``; on start such rows go back to the queue: at worst
+the notices sent since the last record go out twice, never lost. If the database goes away
 mid-send, results wait in memory (the rows stay ``sending``) and are recorded when it returns; rows
 claimed and not yet tried are given back. 4xx answers and connection
 failures are retried with exponential backoff and jitter until ``delivery.give_up_after_hours``;
@@ -29,6 +30,9 @@ from listserv.store.models import Outbox
 
 log = logging.getLogger(__name__)
 BATCH = 50
+# Results recorded per transaction: one transaction per notice was a sixth of the CPU of holding posts
+# on PostgreSQL (fanout.py (d)); a crash may now send up to this many notices twice.
+RECORD_EVERY = 10
 IDLE_SWEEP_SECONDS = 30.0
 # Rows deleted once sent: the notice telling an erased person it is done is the last trace of them.
 INSERT_OUTBOX = insert(Outbox.__table__)  # built once: its values are the execution's parameters
@@ -76,9 +80,9 @@ class OutboxSender:
         self._transport = transport
         self._clock = clock
         self.background = Background("outbox", self.send_due, BATCH, IDLE_SWEEP_SECONDS)
-        # Results not yet recorded (the database was away) and rows claimed but not tried: only the
-        # background thread touches them.
-        self._waiting: list[Callable[[], None]] = []
+        # Results not yet recorded (the next ones to record, or the database was away) and rows claimed
+        # but not tried: only the background thread touches them.
+        self._waiting: list[Callable[[Session], None]] = []
         self._untried: list[int] = []
         self._lost = LostClaims(Outbox)
 
@@ -94,24 +98,30 @@ class OutboxSender:
         rows = self._claim()
         for index, row in enumerate(rows):
             self._send_one(row)
-            if self._waiting:  # the database went away: send no more; give the rest back later
-                self._untried.extend(untried.id for untried in rows[index + 1 :])
+            if len(self._waiting) >= RECORD_EVERY and not self._recorded():
+                self._untried.extend(untried.id for untried in rows[index + 1 :])  # given back later
                 break
         self._record_waiting()  # raises if the database is still away: Background waits, retries
         return len(rows)
 
-    def _settle(self, record: Callable[[], None]) -> None:
-        """Record a result now, or keep it (the row stays ``sending``) until the database is back."""
-        self._waiting.append(record)
+    def _recorded(self) -> bool:
+        """Record the results in hand; False if the database is away (they wait, their rows ``sending``)."""
         try:
             self._record_waiting()
         except SQLAlchemyError as error:
             log.error("outbox results kept until the database is back: %s", error)
+            return False
+        return True
 
     def _record_waiting(self) -> None:
-        while self._waiting:
-            self._waiting[0]()
-            self._waiting.pop(0)
+        """Every result in hand, in one transaction: each is idempotent, so a failed commit keeps them
+        all to record again."""
+        if self._waiting:
+            with Session(self._engine) as session, session.begin():
+                relax_commit(session)
+                for record in self._waiting:
+                    record(session)
+            self._waiting = []
         if self._untried:
             with Session(self._engine) as session, session.begin():
                 relax_commit(session)
@@ -142,56 +152,52 @@ class OutboxSender:
         try:
             refused = self._transport.send(row.mail_from, row.recipients, row.raw)
         except PermanentFailure as error:
-            self._settle(partial(self._finish, row, "failed", str(error)))
+            self._waiting.append(partial(self._finish, row, "failed", str(error)))
             log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, error)
             return
         except TransientFailure as error:
-            self._settle(partial(self._retry, row, str(error), self._clock()))
+            self._defer(row, str(error))
             return
         deferred = [rcpt for rcpt, (code, _) in refused.items() if code < 500]
         if deferred:  # notices have one recipient: a deferral is the whole message's
-            self._settle(partial(self._retry, row, f"deferred: {refused}", self._clock()))
+            self._defer(row, f"deferred: {refused}")
         elif refused:
-            self._settle(partial(self._finish, row, "failed", f"refused: {refused}"))
+            self._waiting.append(partial(self._finish, row, "failed", f"refused: {refused}"))
             log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, refused)
         else:
-            self._settle(partial(self._finish, row, "sent", None))
+            self._waiting.append(partial(self._finish, row, "sent", None))
 
-    def _finish(self, row: Outbox, state: str, error: str | None) -> None:
-        with Session(self._engine) as session, session.begin():
-            relax_commit(session)
-            if state == "sent" and row.purpose in FORGET_WHEN_SENT:
-                session.execute(delete(Outbox).where(Outbox.id == row.id))
-                return
-            session.execute(
-                update(Outbox)
-                .where(Outbox.id == row.id, Outbox.state == "sending")  # not if recorded already
-                .values(
-                    state=state,
-                    attempts=row.attempts + 1,
-                    last_error=error,
-                    sent_at=self._clock() if state == "sent" else None,
-                )
+    def _finish(self, row: Outbox, state: str, error: str | None, session: Session) -> None:
+        if state == "sent" and row.purpose in FORGET_WHEN_SENT:
+            session.execute(delete(Outbox).where(Outbox.id == row.id))
+            return
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.state == "sending")  # not if recorded already
+            .values(
+                state=state,
+                attempts=row.attempts + 1,
+                last_error=error,
+                sent_at=self._clock() if state == "sent" else None,
             )
+        )
 
-    def _retry(self, row: Outbox, error: str, now: datetime) -> None:
+    def _defer(self, row: Outbox, error: str) -> None:
+        """A 4xx answer or no connection: tried again after a backoff, or failed once it waited too long."""
+        now = self._clock()
         if now - row.created_at > timedelta(hours=self._delivery.give_up_after_hours):
-            self._finish(row, "failed", error)
             log.error(
                 "outbox #%d (%s) given up after %d attempts: %s", row.id, row.purpose, row.attempts, error
             )
+            self._waiting.append(partial(self._finish, row, "failed", error))
             return
         delay = backoff(row.attempts)
-        with Session(self._engine) as session, session.begin():
-            relax_commit(session)
-            session.execute(
-                update(Outbox)
-                .where(Outbox.id == row.id, Outbox.state == "sending")  # not if recorded already
-                .values(
-                    state="queued",
-                    attempts=row.attempts + 1,
-                    last_error=error,
-                    next_attempt_at=now + delay,
-                )
-            )
         log.warning("outbox #%d (%s) will be retried in %s: %s", row.id, row.purpose, delay, error)
+        self._waiting.append(partial(self._requeue, row, error, now + delay))
+
+    def _requeue(self, row: Outbox, error: str, at: datetime, session: Session) -> None:
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.state == "sending")  # not if recorded already
+            .values(state="queued", attempts=row.attempts + 1, last_error=error, next_attempt_at=at)
+        )
