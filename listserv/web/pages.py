@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from functools import lru_cache
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
-from listserv.archive.plaintext import Block
+from listserv.archive.plaintext import Block, Line
 from listserv.archive.urls import message_url
 from listserv.store import countries
 from listserv.web.i18n import SOURCE, UiLanguage
@@ -159,25 +160,25 @@ def lines_html(block: Block) -> Markup:
     lines and segments, which were half the rendering of a thread page. Consecutive lines without a link
     (most of them) are escaped in one call: one Markup object per line was a tenth of a message page."""
     rendered: list[str] = []
-    plain: list[str] = []
-    for segments in block.lines:
-        if len(segments) == 1 and segments[0][1] is None:
-            plain.append(segments[0][0])
-            continue
+    for plain, lines in groupby(block.lines, key=_without_link):
         if plain:
-            rendered.append(escape("\n".join(plain)))
-            plain = []
-        rendered.append(
-            "".join(
-                f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{escape(text)}</a>'
-                if url
-                else escape(text)
-                for text, url in segments
-            )
-        )
-    if plain:
-        rendered.append(escape("\n".join(plain)))
+            rendered.append(escape("\n".join(segments[0][0] for segments in lines)))
+        else:
+            rendered.extend(_linked(segments) for segments in lines)
     return Markup("\n".join(rendered))
+
+
+def _without_link(segments: Line) -> bool:
+    return len(segments) == 1 and segments[0][1] is None
+
+
+def _linked(segments: Line) -> str:
+    return "".join(
+        f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{escape(text)}</a>'
+        if url
+        else escape(text)
+        for text, url in segments
+    )
 
 
 def isolate(text: object) -> Markup:
