@@ -95,7 +95,7 @@ from common import (
     write_config,
 )
 
-from listserv.outgoing.transport import pipelined_sendmail  # the ceiling pipelines exactly as listserv does
+from listserv.outgoing.smtp_steps import pipelined_sendmail  # the ceiling pipelines exactly as listserv does
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "listserv-bench"
 POSTER = "poster@example.org"

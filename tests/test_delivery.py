@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.delivery import UNPIPELINED_WIDTH
-from listserv.outgoing.transport import pipelined_sendmail
+from listserv.outgoing.smtp_steps import pipelined_sendmail
 from listserv.store.claims import STALE_CLAIM, claimant
 from listserv.store.db import make_engine, utc_now
 from listserv.store.models import (

@@ -4,8 +4,8 @@ serve once mid-ingest; these kill it through moderation, delivery, digests and p
 
 Delivery's bound, from listserv/outgoing: a delivery row holds ``delivery.batch_size`` recipients
 (8 here, 100 shipped); results are committed row by row as they come back, over at most
-``delivery.connections`` × ``UNPIPELINED_WIDTH`` lanes (personal rows) — so a kill can repeat only the
-rows then on the wire, each copy at most once more. The test records the rows each killed serve left
+``delivery.connections`` × ``UNPIPELINED_WIDTH`` lanes (a relay without PIPELINING) — so a kill can repeat
+only the rows then on the wire, each copy at most once more. The test records the rows each killed serve left
 ``sending`` and allows a copy one more time per kill that found its row so (a requeued row can be
 caught again by the next kill)."""
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest
 
 from listserv.config import RelayConfig
 from listserv.outgoing.personal import PLACEHOLDER
-from listserv.outgoing.transport import Personal, Transport
+from listserv.outgoing.smtp_steps import Personal
+from listserv.outgoing.transport import LOCKSTEP_CONNECTIONS, Transport
 from tests.conftest import free_port
 
 SMTP_SINK = next(
@@ -94,9 +96,13 @@ def test_one_pipelined_transaction_per_recipient_with_its_token(
         sink.terminate()
         sink.wait()
     sent = transactions(dump)
-    assert [(mail, rcpt) for mail, rcpt, _ in sent] == [(c.mail_from, c.rcpt) for c in [*copies, copies[0]]]
-    for (_, _, body), copy in zip(sent, copies, strict=False):
-        assert f"/u/{copy.token}".encode() in body and PLACEHOLDER not in body
+    # The copies go over several connections in lockstep: each once, in no particular order.
+    assert sorted((mail, rcpt) for mail, rcpt, _ in sent) == sorted(
+        (c.mail_from, c.rcpt) for c in [*copies, copies[0]]
+    )
+    tokens = {copy.rcpt: copy.token for copy in copies}
+    for _, rcpt, body in sent:
+        assert f"/u/{tokens[rcpt]}".encode() in body and PLACEHOLDER not in body
         assert b"\n.point en debut de ligne" in body.replace(b"\r\n", b"\n")  # stuffed, then unstuffed
 
 
@@ -111,8 +117,33 @@ def test_a_relay_gone_midway_defers_the_unconfirmed(
         transport.close()
         sink.wait(10)
     delivered = [rcpt for _, rcpt, _ in transactions(dump)]
-    assert delivered == [copies[0].rcpt, copies[1].rcpt]
-    # Every copy was confirmed or waits; only the one on the wire when the sink left may go twice.
+    assert len(delivered) == 2 and set(delivered) <= {c.rcpt for c in copies}
+    # Every copy was confirmed or waits; only those on the wire when the sink left (one per
+    # connection) may go twice.
     assert all(code == 451 for code, _ in refused.values())
     assert {c.rcpt for c in copies} == set(delivered) | set(refused)
-    assert len(set(delivered) & set(refused)) <= 1
+    assert len(set(delivered) & set(refused)) <= LOCKSTEP_CONNECTIONS
+
+
+def test_a_connection_lost_defers_only_the_copies_it_carried(tmp_path: Path, dump_dir: Path) -> None:
+    many = [
+        Personal(f"m{n}@example.net", f"ta-en-bounces+{'t' * 31}{n}@f.org", f"{'t' * 31}{n}")
+        for n in range(8)
+    ]
+    sink, port, dump = start_sink(dump_dir)
+    transport = Transport(RelayConfig(host="127.0.0.1", port=port), tmp_path / "outbox")
+    try:
+        assert transport.send_personal(RAW, many[:LOCKSTEP_CONNECTIONS]) == {}  # opens the connections
+        transport._open[1].sock.shutdown(socket.SHUT_RDWR)  # the second one drops
+        refused = transport.send_personal(RAW, many)
+        carried = many[1::LOCKSTEP_CONNECTIONS]  # the second connection's hand
+        assert set(refused) == {copy.rcpt for copy in carried}
+        assert all(code == 451 for code, _ in refused.values())
+        assert transport.send_personal(RAW, carried) == {}  # a new connection takes its place
+    finally:
+        transport.close()
+        time.sleep(0.2)
+        sink.terminate()
+        sink.wait()
+    delivered = Counter(rcpt for _, rcpt, _ in transactions(dump))
+    assert delivered == Counter({copy.rcpt: 2 if copy in many[:LOCKSTEP_CONNECTIONS] else 1 for copy in many})

@@ -36,14 +36,8 @@ from sqlalchemy.orm import Session
 from listserv.background import Background
 from listserv.config import Settings
 from listserv.outgoing.personal import MemberTokens, verp
-from listserv.outgoing.transport import (
-    PermanentFailure,
-    Personal,
-    Refused,
-    TransientFailure,
-    Transport,
-    backoff,
-)
+from listserv.outgoing.smtp_steps import Personal, Refused
+from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
 from listserv.store.claims import LostClaims
 from listserv.store.db import relax_commit
 from listserv.store.directory import email_key
@@ -52,10 +46,10 @@ from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentD
 log = logging.getLogger(__name__)
 IDLE_SWEEP_SECONDS = 30.0
 ROUNDS_PER_CONNECTION = 4  # rows claimed per round, per connection
-# A connection that mostly waits for answers — every RCPT without PIPELINING, every personal transaction
-# (its body cannot leave before the 354 of its DATA) — gets company: then this many times
-# ``delivery.connections`` are used (mlmmj runs one sender per post for the same reason). Measured in
-# bench/fanout.py (a) and (b).
+# A connection that mostly waits for answers — every RCPT without PIPELINING — gets company: then this many
+# times ``delivery.connections`` are used (mlmmj runs one sender per post for the same reason). Measured in
+# bench/fanout.py (a). Personal transactions over PIPELINING also wait (a body cannot leave before the 354
+# of its DATA); their company is in the same thread (``transport.LOCKSTEP_CONNECTIONS``).
 UNPIPELINED_WIDTH = 4
 
 
@@ -122,7 +116,7 @@ class Deliverer:
         self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
         self._lost.sweep(self._results, self._clock())  # no row is in hand here
         claim = self._claim(len(self._lanes) * ROUNDS_PER_CONNECTION)
-        width = self._width(claim.rows)
+        width = self._width()
         # Each batch's result is committed the moment it is known: a crash re-sends only the
         # batches on the wire (at most one per connection), not the whole round.
         hands = [claim.rows[lane::width] for lane in range(width)]
@@ -132,9 +126,9 @@ class Deliverer:
         self._record_waiting()  # raises if the database went away meanwhile: Background waits, retries
         return len(claim.rows)
 
-    def _width(self, rows: list[Delivery]) -> int:
-        """Connections for this round: more when they would mostly wait (see UNPIPELINED_WIDTH)."""
-        waiting = self._transport.pipelining is False or any(row.personal for row in rows)
+    def _width(self) -> int:
+        """Threads for this round: more when every RCPT waits for its answer (see UNPIPELINED_WIDTH)."""
+        waiting = self._transport.pipelining is False
         return self._settings.delivery.connections * (UNPIPELINED_WIDTH if waiting else 1)
 
     def _send_rows(self, rows: list[Delivery], claim: Claim) -> None:

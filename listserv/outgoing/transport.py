@@ -1,11 +1,11 @@
 """Handing mail to the relay (or, with no relay configured, to a local Maildir).
 
-One SMTP connection per sending thread, kept open between transactions: a new connection per batch
-costs more than the batch. smtplib rather than aiosmtplib: per recipient it costs ~60 µs of CPU
-against ~150 µs (measured here), and batches run in a few threads anyway. When the relay offers
-PIPELINING (RFC 2920; Postfix does), MAIL, every RCPT and DATA go out in one write and the replies are
-read after: one round trip per batch instead of one per recipient. A connection idle for a while is
-checked with NOOP before use, so a relay's idle timeout never fails a batch.
+SMTP connections per sending thread (one; ``LOCKSTEP_CONNECTIONS`` for personal copies), kept open
+between transactions: a new connection per batch costs more than the batch. smtplib opens them (EHLO,
+STARTTLS, AUTH) rather than aiosmtplib: per recipient it costs ~60 µs of CPU against ~150 µs (measured
+here), and batches run in a few threads anyway; the transactions themselves are ``smtp_steps.py``. A
+connection idle for a while is checked with NOOP before use, so a relay's idle timeout never fails a
+batch.
 
 With ``relay.starttls`` the connection is upgraded before anything else (a relay that does not offer
 STARTTLS is an error, never a silent fallback to plain text) and the certificate checked unless
@@ -17,162 +17,41 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import smtplib
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
 
 from listserv.config import RelayConfig
 from listserv.outgoing.personal import personal_copy
 from listserv.outgoing.signing import Signer
+from listserv.outgoing.smtp_steps import (
+    Personal,
+    Refused,
+    lockstep,
+    personal_steps,
+    pipelined_sendmail,
+    stepwise_sendmail,
+    wire_form,
+)
 
 IDLE_CHECK_SECONDS = 20.0
+# A thread sending personal copies over a relay with PIPELINING keeps this many connections busy in
+# lockstep (``lockstep``); without PIPELINING the deliverer gives such rows more threads instead.
+LOCKSTEP_CONNECTIONS = 4
 FIRST_RETRY_SECONDS = 60
 MAX_RETRY_SECONDS = 3600
-Refused = dict[str, tuple[int, bytes]]
-MAX_LINE = 8192  # of a reply line, as smtplib allows
 
 
 def backoff(attempts: int) -> timedelta:
     """1 min, 2, 4 … up to an hour, ±20 %: retries after a relay outage don't arrive in step."""
     seconds = min(FIRST_RETRY_SECONDS * 2**attempts, MAX_RETRY_SECONDS)
     return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
-
-
-DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
-
-
-def stepwise_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[str], raw: bytes) -> Refused:
-    """smtplib's sendmail for a relay without PIPELINING — the same answers and exceptions — with the
-    per-recipient step (RCPT, then wait for its answer) at half of smtplib's CPU: it runs once per
-    recipient of a fan-out (bench/fanout.py (a))."""
-    lines, send = reply_lines(client), client.sock.sendall
-    send(f"MAIL FROM:<{mail_from}>\r\n".encode("ascii"))
-    code, text = read_reply(lines)
-    if code != 250:
-        raise smtplib.SMTPSenderRefused(code, text, mail_from)
-    refused: Refused = {}
-    for rcpt in recipients:
-        send(b"RCPT TO:<" + rcpt.encode("ascii") + b">\r\n")
-        code, text = read_reply(lines)
-        if code not in (250, 251):
-            refused[rcpt] = (code, text)
-    if len(refused) == len(recipients):
-        client.rset()
-        raise smtplib.SMTPRecipientsRefused(refused)
-    send(b"DATA\r\n")
-    code, text = read_reply(lines)
-    if code == 354:
-        send(wire_form(raw))
-        code, text = read_reply(lines)
-        if code == 250:
-            return refused
-    raise smtplib.SMTPDataError(code, text)
-
-
-def reply_lines(client: smtplib.SMTP) -> BinaryIO:
-    """The connection's buffered reader, the one smtplib's own getreply uses (so both can be mixed)."""
-    if client.file is None:
-        client.file = client.sock.makefile("rb")
-    return client.file
-
-
-def read_reply(lines: BinaryIO) -> tuple[int, bytes]:
-    """One SMTP reply (RFC 5321 §4.2): its code and its text, lines joined by LF, as smtplib's getreply."""
-    text = []
-    while True:
-        line = lines.readline(MAX_LINE + 1)
-        if not line:
-            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-        if len(line) > MAX_LINE or not line[:3].isdigit():
-            raise smtplib.SMTPResponseException(500, b"Line too long or not a reply")
-        text.append(line[4:].strip())
-        if line[3:4] != b"-":
-            return int(line[:3]), b"\n".join(text)
-
-
-def pipelined_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[str], raw: bytes) -> Refused:
-    """smtplib's sendmail with the commands pipelined (RFC 2920); the same answers and exceptions."""
-    commands = [f"MAIL FROM:<{mail_from}>", *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "DATA"]
-    client.send("".join(f"{command}\r\n" for command in commands).encode("ascii"))
-    mail_code, mail_text = client.getreply()
-    refused: Refused = {}
-    for rcpt in recipients:
-        code, text = client.getreply()
-        if code not in (250, 251):
-            refused[rcpt] = (code, text)
-    data_code, data_text = client.getreply()
-    if mail_code != 250:
-        _abandon(client, data_code)
-        raise smtplib.SMTPSenderRefused(mail_code, mail_text, mail_from)
-    if len(refused) == len(recipients):
-        _abandon(client, data_code)
-        raise smtplib.SMTPRecipientsRefused(refused)
-    if data_code != 354:
-        client.rset()
-        raise smtplib.SMTPDataError(data_code, data_text)
-    body = DOT_AT_LINE_START.sub(b"..", raw)
-    client.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-    code, text = client.getreply()
-    if code != 250:
-        client.rset()
-        raise smtplib.SMTPDataError(code, text)
-    return refused
-
-
-@dataclass(frozen=True)
-class Personal:
-    """One recipient's transaction of a personal row."""
-
-    rcpt: str
-    mail_from: str  # the VERP envelope
-    token: str
-
-
-def _envelope(copy: Personal) -> bytes:
-    return f"MAIL FROM:<{copy.mail_from}>\r\nRCPT TO:<{copy.rcpt}>\r\nDATA\r\n".encode("ascii")
-
-
-def wire_form(raw: bytes) -> bytes:
-    """DATA as sent: dot-stuffed, ending in CRLF and the final dot."""
-    body = DOT_AT_LINE_START.sub(b"..", raw)
-    return body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n"
-
-
-def pipelined_personal(
-    client: smtplib.SMTP, copies: list[tuple[Personal, bytes]], answers: dict[str, tuple[int, bytes]]
-) -> None:
-    """One transaction per (recipient, wire-form bytes), pipelined across transactions (RFC 2920 §3.1):
-    each body goes out in one write with the next transaction's MAIL, RCPT and DATA, so a recipient
-    costs one round trip. Each recipient's final answer goes into ``answers`` as soon as it is read."""
-    client.send(_envelope(copies[0][0]))
-    for index, (copy, wire) in enumerate(copies):
-        following = _envelope(copies[index + 1][0]) if index + 1 < len(copies) else b""
-        mail, rcpt, data = client.getreply(), client.getreply(), client.getreply()
-        if mail[0] == 250 and rcpt[0] in (250, 251) and data[0] == 354:
-            client.send(wire + following)
-            answers[copy.rcpt] = client.getreply()
-            continue
-        if data[0] == 354:  # DATA accepted although nothing can go: end it empty
-            client.send(b".\r\n")
-            client.getreply()
-        client.send(b"RSET\r\n" + following)
-        client.getreply()
-        answers[copy.rcpt] = mail if mail[0] != 250 else rcpt if rcpt[0] not in (250, 251) else data
-
-
-def _abandon(client: smtplib.SMTP, data_code: int) -> None:
-    """The server may have accepted DATA although nothing can be sent: end it empty, then reset."""
-    if data_code == 354:
-        client.send(b".\r\n")
-        client.getreply()
-    client.rset()
 
 
 class PermanentFailure(Exception):
@@ -238,24 +117,44 @@ class Transport:
             for copy in copies:
                 self._write_maildir(copy.mail_from, [copy.rcpt], self._signed(personal_copy(raw, copy.token)))
             return {}
-        client = self._client()
+        clients = self._clients(LOCKSTEP_CONNECTIONS)
         answers: dict[str, tuple[int, bytes]] = {}
         try:
-            if client.has_extn("pipelining"):
+            if clients[0].has_extn("pipelining"):
                 stuffed = wire_form(raw)  # stuffed once: a token has no dot to stuff
                 ready = [(copy, self._wire(raw, stuffed, copy.token)) for copy in copies]
-                pipelined_personal(client, ready, answers)
+                hands = [(client, ready[lane :: len(clients)]) for lane, client in enumerate(clients)]
+                lockstep([self._guarded(client, hand, answers) for client, hand in hands if hand])
             else:
                 for copy in copies:
                     signed = self._signed(personal_copy(raw, copy.token))
-                    answers[copy.rcpt] = self._one_transaction(client, copy, signed)
+                    answers[copy.rcpt] = self._one_transaction(clients[0], copy, signed)
         except (smtplib.SMTPException, OSError) as error:
-            self._drop(client)
-            lost = f"not sent, the connection failed: {type(error).__name__}: {error}".encode()
-            answers |= {copy.rcpt: (451, lost) for copy in copies if copy.rcpt not in answers}
+            self._lost(clients[0], error, copies, answers)
         finally:
             self._local.used_at = time.monotonic()
         return {rcpt: answer for rcpt, answer in answers.items() if answer[0] != 250}
+
+    def _guarded(
+        self, client: smtplib.SMTP, hand: list[tuple[Personal, bytes]], answers: dict[str, tuple[int, bytes]]
+    ) -> Iterator[None]:
+        """``personal_steps`` on one connection; its failure ends that connection's hand only."""
+        try:
+            yield from personal_steps(client, hand, answers)
+        except (smtplib.SMTPException, OSError) as error:
+            self._lost(client, error, [copy for copy, _ in hand], answers)
+
+    def _lost(
+        self,
+        client: smtplib.SMTP,
+        error: Exception,
+        copies: list[Personal],
+        answers: dict[str, tuple[int, bytes]],
+    ) -> None:
+        """The connection failed: the copies not confirmed on it are deferred (451)."""
+        self._drop(client)
+        lost = f"not sent, the connection failed: {type(error).__name__}: {error}".encode()
+        answers |= {copy.rcpt: (451, lost) for copy in copies if copy.rcpt not in answers}
 
     def _signed(self, raw: bytes) -> bytes:
         return raw if self._signer is None else self._signer.sign(raw)
@@ -278,23 +177,30 @@ class Transport:
         return refused.get(copy.rcpt, (250, b""))
 
     def _client(self) -> smtplib.SMTP:
-        client: smtplib.SMTP | None = getattr(self._local, "client", None)
-        if client is not None and time.monotonic() - self._local.used_at > IDLE_CHECK_SECONDS:
-            try:
-                client.noop()
-            except (smtplib.SMTPException, OSError):
-                self._drop(client)
-                client = None
-        if client is None:
-            assert self._relay is not None
+        return self._clients(1)[0]
+
+    def _clients(self, count: int) -> list[smtplib.SMTP]:
+        """This thread's first ``count`` connections to the relay, kept open between transactions: those
+        idle for a while checked with NOOP, those missing opened (fewer when the relay takes no more)."""
+        clients: list[smtplib.SMTP] = self._local.__dict__.setdefault("clients", [])
+        if clients and time.monotonic() - self._local.used_at > IDLE_CHECK_SECONDS:
+            for client in list(clients):
+                try:
+                    client.noop()
+                except (smtplib.SMTPException, OSError):
+                    self._drop(client)
+        assert self._relay is not None
+        while len(clients) < count:
             try:
                 client = self._connect(self._relay)
             except (OSError, smtplib.SMTPException) as error:
+                if clients:
+                    break
                 raise TransientFailure(f"cannot connect to the relay: {error}") from None
-            self._local.client = client
+            clients.append(client)
             with self._lock:
                 self._open.append(client)
-        return client
+        return clients[:count]
 
     def _connect(self, relay: RelayConfig) -> smtplib.SMTP:
         client = smtplib.SMTP(relay.host, relay.port, timeout=self._timeout)
@@ -306,6 +212,7 @@ class Transport:
             if relay.username is not None and self._password is not None:
                 client.login(relay.username, self._password)
             self.pipelining = client.has_extn("pipelining")
+            kernel_timeouts(client.sock, self._timeout)
         except BaseException:
             client.close()
             raise
@@ -318,7 +225,9 @@ class Transport:
             self._drop(client)
 
     def _drop(self, client: smtplib.SMTP) -> None:
-        self._local.client = None
+        clients: list[smtplib.SMTP] = self._local.__dict__.get("clients", [])
+        if client in clients:
+            clients.remove(client)
         with self._lock:
             if client in self._open:
                 self._open.remove(client)
@@ -352,6 +261,20 @@ def maildir_files(folder: Path) -> Iterator[tuple[Path, bytes]]:
                 yield path, path.read_bytes()
             except (FileNotFoundError, IsADirectoryError):
                 continue
+
+
+def kernel_timeouts(sock: socket.socket, seconds: float) -> None:
+    """The socket's timeout kept by the kernel (SO_RCVTIMEO, SO_SNDTIMEO) instead of by Python.
+
+    Python enforces its own timeout with a poll() before every send and recv: four system calls and
+    four hand-overs of the interpreter lock per recipient without PIPELINING, instead of two (the
+    recipient's round trip is most of a fan-out's CPU, bench/fanout.py (a)). A blocking socket with
+    kernel timeouts fails the same way when the relay goes quiet: an OSError (EAGAIN) after ``seconds``."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 def relay_tls(relay: RelayConfig | None) -> ssl.SSLContext:
