@@ -21,6 +21,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -310,6 +312,25 @@ def write_config(tmp: Path, database_url: str, port: int, extra: Mapping[str, An
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+def wait_started(config: Path, limit: float = 60.0) -> float:
+    """Seconds until serve's web archive answers ``/healthz`` (with any status): every part has started.
+
+    SMTP answers first (serve takes mail while the rest starts, ~0.5 s), so a run timed from the first
+    220 would count that start (issue 18's own figure) inside a fan-out's or the worker's."""
+    web = yaml.safe_load(config.read_text(encoding="utf-8"))["web"]
+    url = f"http://127.0.0.1:{web['port']}/healthz"
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return time.perf_counter() - started
+        except urllib.error.HTTPError:  # answered: 503 says a check failed, not that serve is starting
+            return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"serve's web archive did not answer {url} within {limit:.0f} s")
 
 
 def listserv_command(config: Path, *words: str) -> list[str]:

@@ -74,15 +74,16 @@ def read_reply(lines: BinaryIO) -> tuple[int, bytes]:
 
 def pipelined_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[str], raw: bytes) -> Refused:
     """smtplib's sendmail with the commands pipelined (RFC 2920); the same answers and exceptions."""
+    lines = reply_lines(client)
     commands = [f"MAIL FROM:<{mail_from}>", *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "DATA"]
-    client.send("".join(f"{command}\r\n" for command in commands).encode("ascii"))
-    mail_code, mail_text = client.getreply()
+    client.sock.sendall("".join(f"{command}\r\n" for command in commands).encode("ascii"))
+    mail_code, mail_text = read_reply(lines)
     refused: Refused = {}
     for rcpt in recipients:
-        code, text = client.getreply()
+        code, text = read_reply(lines)
         if code not in (250, 251):
             refused[rcpt] = (code, text)
-    data_code, data_text = client.getreply()
+    data_code, data_text = read_reply(lines)
     if mail_code != 250:
         _abandon(client, data_code)
         raise smtplib.SMTPSenderRefused(mail_code, mail_text, mail_from)
@@ -92,9 +93,8 @@ def pipelined_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[st
     if data_code != 354:
         client.rset()
         raise smtplib.SMTPDataError(data_code, data_text)
-    body = DOT_AT_LINE_START.sub(b"..", raw)
-    client.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-    code, text = client.getreply()
+    client.sock.sendall(wire_form(raw))
+    code, text = read_reply(lines)
     if code != 250:
         client.rset()
         raise smtplib.SMTPDataError(code, text)
