@@ -2,7 +2,7 @@
 
 A row is claimed (state ``sending``) in a short transaction, sent, then marked ``sent`` — so no
 database lock is held while talking SMTP. Results are recorded ``RECORD_EVERY`` at a time, in one
-transaction. A crash mid-send leaves rows ``sending``; on start such rows go back to the queue: at worst
+transaction (the sent ones in one UPDATE); a batch is claimed in one UPDATE. A crash mid-send leaves rows ``sending``; on start such rows go back to the queue: at worst
 the notices sent since the last record go out twice, never lost. If the database goes away
 mid-send, results wait in memory (the rows stay ``sending``) and are recorded when it returns; rows
 claimed and not yet tried are given back. 4xx answers and connection
@@ -83,6 +83,7 @@ class OutboxSender:
         # Results not yet recorded (the next ones to record, or the database was away) and rows claimed
         # but not tried: only the background thread touches them.
         self._waiting: list[Callable[[Session], None]] = []
+        self._sent: list[int] = []  # the usual result, recorded for all in one UPDATE
         self._untried: list[int] = []
         self._lost = LostClaims(Outbox)
 
@@ -98,7 +99,7 @@ class OutboxSender:
         rows = self._claim()
         for index, row in enumerate(rows):
             self._send_one(row)
-            if len(self._waiting) >= RECORD_EVERY and not self._recorded():
+            if len(self._waiting) + len(self._sent) >= RECORD_EVERY and not self._recorded():
                 self._untried.extend(untried.id for untried in rows[index + 1 :])  # given back later
                 break
         self._record_waiting()  # raises if the database is still away: Background waits, retries
@@ -116,12 +117,23 @@ class OutboxSender:
     def _record_waiting(self) -> None:
         """Every result in hand, in one transaction: each is idempotent, so a failed commit keeps them
         all to record again."""
-        if self._waiting:
+        if self._waiting or self._sent:
             with Session(self._engine) as session, session.begin():
                 relax_commit(session)
+                if self._sent:
+                    session.execute(
+                        update(Outbox)
+                        .where(
+                            Outbox.id.in_(self._sent), Outbox.state == "sending"
+                        )  # not if recorded already
+                        .values(
+                            state="sent", attempts=Outbox.attempts + 1, last_error=None, sent_at=self._clock()
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
                 for record in self._waiting:
                     record(session)
-            self._waiting = []
+            self._waiting, self._sent = [], []
         if self._untried:
             with Session(self._engine) as session, session.begin():
                 relax_commit(session)
@@ -143,9 +155,13 @@ class OutboxSender:
                 .limit(BATCH)
                 .with_for_update(skip_locked=True)
             ).all()
-            for row in rows:
-                row.state = "sending"
-                row.claimed_by, row.next_attempt_at = self._lost.holder, now  # claims.py
+            if rows:  # one UPDATE for the batch, not one per row at the flush
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_([row.id for row in rows]))
+                    .values(state="sending", claimed_by=self._lost.holder, next_attempt_at=now)  # claims.py
+                    .execution_options(synchronize_session=False)
+                )
             return list(rows)
 
     def _send_one(self, row: Outbox) -> None:
@@ -164,8 +180,10 @@ class OutboxSender:
         elif refused:
             self._waiting.append(partial(self._finish, row, "failed", f"refused: {refused}"))
             log.error("outbox #%d (%s) refused for good: %s", row.id, row.purpose, refused)
-        else:
+        elif row.purpose in FORGET_WHEN_SENT:
             self._waiting.append(partial(self._finish, row, "sent", None))
+        else:
+            self._sent.append(row.id)
 
     def _finish(self, row: Outbox, state: str, error: str | None, session: Session) -> None:
         if state == "sent" and row.purpose in FORGET_WHEN_SENT:
