@@ -1,0 +1,56 @@
+"""The worker's groups (intake/worker.py): consecutive messages share one transaction, with no savepoint
+per message. One that fails must not take the others down: the group is rolled back and each message
+tried again alone, the good ones handled once, the bad one marked with its error."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from listserv.config import Settings
+from listserv.intake.worker import Worker
+from listserv.mail.addresses import AddressBook
+from listserv.mail.message import Post
+from listserv.store.models import Received, Route
+
+
+def stored(engine: Engine, settings: Settings, count: int) -> list[int]:
+    with Session(engine) as session, session.begin():
+        rows = [
+            Received(
+                rcpt_tos=[f"ta-en@{settings.site.domain}"],
+                message_id=f"<group-{n}@example.org>",
+                mail_from="delegate@example.org",
+                raw=f"From: delegate@example.org\r\nMessage-ID: <group-{n}@example.org>\r\n"
+                f"Subject: {n}\r\n\r\nText {n}.\r\n".encode(),
+            )
+            for n in range(count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+def test_a_failing_message_leaves_the_rest_of_its_group_handled_once(
+    engine: Engine, settings: Settings
+) -> None:
+    ids = stored(engine, settings, 5)
+    bad = ids[2]
+    handled: list[int] = []
+
+    def handle(session: Session, received: Received, post: Post, routes: list[Route]) -> None:
+        if received.id == bad:
+            raise RuntimeError("this message breaks the handler")
+        handled.append(received.id)
+
+    worker = Worker(engine, AddressBook(settings.site.domain, settings.lists), handle)
+    assert worker.process_pending() == 5
+    with Session(engine) as session:
+        states = {row.id: (row.state, row.attempts, row.error) for row in session.scalars(select(Received))}
+        routes = session.scalars(select(Route.received_id)).all()
+    # The group was rolled back at the bad message, then each tried alone: every good one committed
+    # once (a route each, none twice), the bad one left for another try with its error.
+    assert sorted(routes) == sorted(set(ids) - {bad})
+    assert {i: states[i][0] for i in ids} == {i: "new" if i == bad else "processed" for i in ids}
+    assert states[bad][1:] == (1, "RuntimeError: this message breaks the handler")
+    assert sorted(set(handled)) == sorted(set(ids) - {bad})
