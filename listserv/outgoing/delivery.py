@@ -181,7 +181,6 @@ class Deliverer:
     def _claim(self, limit: int) -> Claim:
         now = self._clock()
         with Session(self._results, expire_on_commit=False) as session, session.begin():
-            relax_commit(session)
             rows = list(
                 session.scalars(
                     select(Delivery)
@@ -191,12 +190,14 @@ class Deliverer:
                     .with_for_update(skip_locked=True)
                 )
             )
-            if rows:
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_([r.id for r in rows]))
-                    .values(state="sending", claimed_by=self._lost.holder, next_attempt_at=now)  # claims.py
-                )
+            if not rows:  # the usual answer to a wake-up while posts are only being held: nothing more
+                return Claim([], {}, {})
+            relax_commit(session)
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_([r.id for r in rows]))
+                .values(state="sending", claimed_by=self._lost.holder, next_attempt_at=now)  # claims.py
+            )
             posts = {row.post_id for row in rows if row.post_id is not None}
             digests = {row.digest_id for row in rows if row.digest_id is not None}
             copies = {

@@ -1,13 +1,14 @@
 """Outgoing mail: rows committed with the step that caused them, sent by a background loop.
 
 A row is claimed (state ``sending``) in a short transaction, sent, then marked ``sent`` — so no
-database lock is held while talking SMTP. Results are recorded ``RECORD_EVERY`` at a time, in one
-transaction (the sent ones in one UPDATE); a batch is claimed in one UPDATE. A crash mid-send leaves rows ``sending``; on start such rows go back to the queue: at worst
-the notices sent since the last record go out twice, never lost. If the database goes away
-mid-send, results wait in memory (the rows stay ``sending``) and are recorded when it returns; rows
-claimed and not yet tried are given back. 4xx answers and connection
-failures are retried with exponential backoff and jitter until ``delivery.give_up_after_hours``;
-5xx answers (or giving up) mark the row ``failed`` and log it with its purpose, for the operator.
+database lock is held while talking SMTP. A batch is claimed in one UPDATE; results are recorded
+``RECORD_EVERY`` at a time, in one transaction (the sent ones in one UPDATE). A crash mid-send leaves
+rows ``sending``; on start such rows go back to the queue: at worst the notices sent since the last
+record go out twice, never lost. If the database goes away mid-send, results wait in memory (the rows
+stay ``sending``) and are recorded when it returns; rows claimed and not yet tried are given back. 4xx
+answers and connection failures are retried with exponential backoff and jitter until
+``delivery.give_up_after_hours``; 5xx answers (or giving up) mark the row ``failed`` and log it with
+its purpose, for the operator.
 """
 
 from __future__ import annotations
@@ -147,7 +148,6 @@ class OutboxSender:
     def _claim(self) -> list[Outbox]:
         now = self._clock()
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
-            relax_commit(session)
             rows = session.scalars(
                 select(Outbox)
                 .where(Outbox.state == "queued", Outbox.next_attempt_at <= now)
@@ -156,6 +156,7 @@ class OutboxSender:
                 .with_for_update(skip_locked=True)
             ).all()
             if rows:  # one UPDATE for the batch, not one per row at the flush
+                relax_commit(session)
                 session.execute(
                     update(Outbox)
                     .where(Outbox.id.in_([row.id for row in rows]))

@@ -8,7 +8,10 @@ going out from every ``serve`` on the same database within a second or two, not 
   ``POLL_SECONDS`` — microseconds, where a query per tick would take the database's lock.
 
 Notifying is best-effort by design: a lost wake-up only costs the idle sweep's wait, never a message
-(the rows are committed before anyone is told).
+(the rows are committed before anyone is told). A process's own notice is not heard again by it: it
+woke its senders itself, and each extra wake-up is a claim that finds nothing (on PostgreSQL, four round
+trips; two per group of held posts in fanout.py (d)). The payload names the notifier (``host:pid``);
+on SQLite the watcher skips the mtime its own process set.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from listserv.store.claims import claimant
+
 log = logging.getLogger(__name__)
 CHANNEL = "listserv_outgoing"
 POLL_SECONDS = 0.25
 RECONNECT_SECONDS = 2.0
+_touched_here: dict[Path, int] = {}  # the wake file's mtime as this process last set it
 
 
 def wake_file(engine: Engine) -> Path | None:
@@ -42,9 +48,11 @@ def notify_outgoing(engine: Engine) -> None:
         if path is not None:
             path.touch()
             os.utime(path)  # touch() keeps the old time on some filesystems when the file exists
+            _touched_here[path] = _mtime(path)
         elif engine.dialect.name == "postgresql":
             with engine.connect() as connection:
-                connection.execute(text(f"NOTIFY {CHANNEL}"))
+                notice = {"channel": CHANNEL, "by": claimant()}
+                connection.execute(text("SELECT pg_notify(:channel, :by)"), notice)
                 connection.commit()
     except (OSError, SQLAlchemyError) as error:  # the sweep will find the rows anyway
         log.warning("could not wake the senders of other processes: %s", error)
@@ -85,7 +93,8 @@ class Listener:
             now = _mtime(path)
             if now != seen:
                 seen = now
-                self._wake()
+                if now != _touched_here.get(path):
+                    self._wake()
 
     def _listen(self) -> None:
         import psycopg  # only a PostgreSQL database needs the driver here
@@ -94,8 +103,9 @@ class Listener:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f"LISTEN {CHANNEL}")
             self._wake()  # anything notified while we were not listening
+            here = claimant()
             while not self._stopping.is_set():
-                if any(True for _ in connection.notifies(timeout=1.0, stop_after=1)):
+                if any(notice.payload != here for notice in connection.notifies(timeout=1.0, stop_after=1)):
                     self._wake()
 
 

@@ -1,0 +1,36 @@
+"""Wake-ups across processes (store/wakeup.py), on SQLite (the wake file) and PostgreSQL (NOTIFY): a
+notice from another process wakes this one's senders; this process's own notice does not wake them a
+second time (it woke them itself, and each extra wake-up is a claim that finds nothing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from sqlalchemy import Engine
+
+from listserv.store.wakeup import POLL_SECONDS, Listener, notify_outgoing
+
+NOTIFY_FROM_ANOTHER_PROCESS = (
+    "import sys; from listserv.store.db import make_engine; "
+    "from listserv.store.wakeup import notify_outgoing; notify_outgoing(make_engine(sys.argv[1]))"
+)
+
+
+def test_another_process_wakes_us_and_our_own_notice_does_not(engine: Engine) -> None:
+    woken = threading.Event()
+    listener = Listener(engine, woken.set)
+    listener.start()
+    try:
+        woken.wait(5)  # PostgreSQL wakes once on LISTEN (whatever was notified before it listened)
+        time.sleep(4 * POLL_SECONDS)  # SQLite: the watcher has read the file's time
+        woken.clear()
+        notify_outgoing(engine)
+        assert not woken.wait(4 * POLL_SECONDS + 1.0), "our own notice woke us again"
+        url = engine.url.render_as_string(hide_password=False)
+        subprocess.run([sys.executable, "-c", NOTIFY_FROM_ANOTHER_PROCESS, url], check=True, timeout=60)
+        assert woken.wait(10), "another process's notice did not wake us"
+    finally:
+        listener.stop()
