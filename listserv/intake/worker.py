@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import Engine, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
@@ -40,15 +40,16 @@ Handler = Callable[[Session, Received, Post, list[Route]], None]
 _TWIN = aliased(Received)
 # A stored message not yet handled, and whether another stored message has the same Message-ID (a
 # duplicate, or the same mail sent again): only then can a route of it exist already (route_message).
-NEW_MESSAGE = (
+NEW_MESSAGES = (
     select(Received, exists().where(_TWIN.message_id == Received.message_id, _TWIN.id != Received.id))
-    .where(Received.id == bindparam("received_id"), Received.state == "new")
-    .with_for_update(of=Received, skip_locked=True)  # another serve process may hold it
+    .where(Received.id.in_(bindparam("received_ids", expanding=True)), Received.state == "new")
+    .with_for_update(of=Received, skip_locked=True)  # another serve process may hold some
 )
+FETCH = 8  # stored messages read per query: one round trip each on PostgreSQL, not one per message
 INSERT_ROUTE = insert(Route.__table__)
 MARK_PROCESSED = (
     update(Received.__table__)
-    .where(Received.__table__.c.id == bindparam("received_id"))
+    .where(Received.__table__.c.id.in_(bindparam("received_ids", expanding=True)))
     .values(state="processed", processed_at=bindparam("at"))
 )
 
@@ -106,6 +107,19 @@ def _insert_route(session: Session, received: Received, recipient: Recipient, po
     return Route(id=inserted.inserted_primary_key[0], **values)
 
 
+def _fetched(session: Session, ids: Sequence[int]) -> Iterator[tuple[int, tuple[Received, bool] | None]]:
+    """Each id with its stored message and whether it has a twin (see NEW_MESSAGES), or None when
+    another process holds it or handled it; read FETCH at a time, as the group goes."""
+    for start in range(0, len(ids), FETCH):
+        chunk = list(ids[start : start + FETCH])
+        found = {
+            received.id: (received, twin)
+            for received, twin in session.execute(NEW_MESSAGES, {"received_ids": chunk})
+        }
+        for received_id in chunk:
+            yield received_id, found.get(received_id)
+
+
 class Worker:
     """Routes stored mail in arrival order; ``handle`` (moderation, commands…) runs in the same
     transaction as the routing and the ``processed`` mark."""
@@ -158,11 +172,14 @@ class Worker:
         taken: list[int] = []
         try:
             with Session(self._engine) as session, session.begin():
-                for received_id in ids[:GROUP]:
+                handled: list[Received] = []
+                for received_id, found in _fetched(session, ids[:GROUP]):
                     taken.append(received_id)
-                    self._handle_one(session, received_id)
+                    if found is not None:
+                        handled.append(self._handle_one(session, *found))
                     if time.monotonic() - started >= GROUP_SECONDS or self.background.stopping:
                         break
+                self._mark_processed(session, handled)
         except Exception as error:
             if len(taken) == 1:
                 log.exception("processing received #%d failed", taken[0])
@@ -181,11 +198,7 @@ class Worker:
             return len(taken)
         return len(taken)
 
-    def _handle_one(self, session: Session, received_id: int) -> None:
-        found = session.execute(NEW_MESSAGE, {"received_id": received_id}).first()
-        if found is None:
-            return
-        received, seen_before = found
+    def _handle_one(self, session: Session, received: Received, seen_before: bool) -> Received:
         post, routes = route_message(session, received, self._book, seen_before)
         log.info(
             "received %s from <%s> for %s: %d new route(s)",
@@ -196,12 +209,21 @@ class Worker:
         )
         if self._handle is not None and routes:
             self._handle(session, received, post, routes)
-        # The mark by a statement built once, not by the unit of work (its flush of one changed row
-        # was a tenth of the worker's time); the loaded row is told, so it reads as it is stored.
+        return received
+
+    @staticmethod
+    def _mark_processed(session: Session, handled: list[Received]) -> None:
+        """The group's marks in one statement built once, not by the unit of work (its flush of one
+        changed row was a tenth of the worker's time), nor one per message (a round trip each on
+        PostgreSQL); the loaded rows are told, so they read as they are stored."""
+        if not handled:
+            return
         processed_at = utc_now()
-        session.connection().execute(MARK_PROCESSED, {"received_id": received.id, "at": processed_at})
-        set_committed_value(received, "state", "processed")
-        set_committed_value(received, "processed_at", processed_at)
+        ids = [received.id for received in handled]
+        session.connection().execute(MARK_PROCESSED, {"received_ids": ids, "at": processed_at})
+        for received in handled:
+            set_committed_value(received, "state", "processed")
+            set_committed_value(received, "processed_at", processed_at)
 
     def _record_failure(self, received_id: int, error: Exception) -> None:
         with Session(self._engine) as session, session.begin():
