@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,12 @@ IDLE_SWEEP_SECONDS = 30.0
 # Rows deleted once sent: the notice telling an erased person it is done is the last trace of them.
 INSERT_OUTBOX = insert(Outbox.__table__)  # built once: its values are the execution's parameters
 FORGET_WHEN_SENT = frozenset({"member_erasure_done"})
+_TABLE = Outbox.__table__
+RECORD_SENT = (  # built once, run on the connection: see delivery.RECORD_SENT
+    update(_TABLE)
+    .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)), _TABLE.c.state == "sending")  # not twice
+    .values(state="sent", attempts=_TABLE.c.attempts + 1, last_error=None, sent_at=bindparam("now"))
+)
 
 
 def enqueue(
@@ -127,16 +133,7 @@ class OutboxSender:
             with Session(self._engine) as session, session.begin():
                 relax_commit(session)
                 if self._sent:
-                    session.execute(
-                        update(Outbox)
-                        .where(
-                            Outbox.id.in_(self._sent), Outbox.state == "sending"
-                        )  # not if recorded already
-                        .values(
-                            state="sent", attempts=Outbox.attempts + 1, last_error=None, sent_at=self._clock()
-                        )
-                        .execution_options(synchronize_session=False)
-                    )
+                    session.connection().execute(RECORD_SENT, {"ids": self._sent, "now": self._clock()})
                 for record in self._waiting:
                     record(session)
             self._waiting, self._sent = [], []
