@@ -43,7 +43,7 @@ from listserv.scheduler import Jobs, build_scheduler
 from listserv.store.db import utc_now
 from listserv.store.keys import load_or_create_secret
 from listserv.store.models import Held, Received
-from listserv.store.wakeup import Listener, notify_outgoing
+from listserv.store.wakeup import Listener, notifier_name, notify_outgoing
 from listserv.web.app import Site
 from listserv.web.routes import build, build_pages
 from listserv.web.server import WebServer, WebWorkers, serve_inherited
@@ -301,7 +301,8 @@ class Forum:
         self.smtp_port: int | None = None
         self.web_port: int | None = None
         self.engine = engine
-        self.listener = Listener(engine, self._wake_here)  # mail queued by other processes
+        self._notifier = notifier_name()
+        self.listener = Listener(engine, self._wake_here, self._notifier)  # mail queued by others
 
     def _wake_here(self) -> None:
         self.outbox.background.wake()
@@ -310,7 +311,7 @@ class Forum:
     def _wake_senders(self) -> None:
         """Mail was queued here: our senders, and those of every other serve on the database."""
         self._wake_here()
-        notify_outgoing(self.engine)
+        notify_outgoing(self.engine, self._notifier)
 
     async def start(self) -> None:
         """The door first (it may be open already: ``serve``'s staged start), then what processes and

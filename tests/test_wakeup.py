@@ -1,6 +1,7 @@
 """Wake-ups across processes (store/wakeup.py), on SQLite (the wake file) and PostgreSQL (NOTIFY): a
-notice from another process wakes this one's senders; this process's own notice does not wake them a
-second time (it woke them itself, and each extra wake-up is a claim that finds nothing)."""
+notice from another process, or from another serve in this one, wakes this serve's senders; its own
+notice does not wake them a second time (it woke them itself, and each extra wake-up is a claim that
+finds nothing)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 
 from sqlalchemy import Engine
 
-from listserv.store.wakeup import POLL_SECONDS, Listener, notify_outgoing
+from listserv.store.wakeup import POLL_SECONDS, Listener, notifier_name, notify_outgoing
 
 NOTIFY_FROM_ANOTHER_PROCESS = (
     "import sys; from listserv.store.db import make_engine; "
@@ -19,18 +20,21 @@ NOTIFY_FROM_ANOTHER_PROCESS = (
 )
 
 
-def test_another_process_wakes_us_and_our_own_notice_does_not(engine: Engine) -> None:
-    woken = threading.Event()
-    listener = Listener(engine, woken.set)
+def test_others_wake_us_and_our_own_notice_does_not(engine: Engine) -> None:
+    woken, name = threading.Event(), notifier_name()
+    listener = Listener(engine, woken.set, name)
     listener.start()
     try:
         woken.wait(5)  # PostgreSQL wakes once on LISTEN (whatever was notified before it listened)
         time.sleep(4 * POLL_SECONDS)  # SQLite: the watcher has read the file's time
         woken.clear()
-        notify_outgoing(engine)
+        notify_outgoing(engine, name)
         assert not woken.wait(4 * POLL_SECONDS + 1.0), "our own notice woke us again"
+        notify_outgoing(engine, notifier_name())  # another serve in this process (the tests run such)
+        assert woken.wait(10), "another serve's notice did not wake us"
+        woken.clear()
         url = engine.url.render_as_string(hide_password=False)
         subprocess.run([sys.executable, "-c", NOTIFY_FROM_ANOTHER_PROCESS, url], check=True, timeout=60)
-        assert woken.wait(10), "another process's notice did not wake us"
+        assert woken.wait(10), "another process's notice (the command line's) did not wake us"
     finally:
         listener.stop()

@@ -8,16 +8,18 @@ going out from every ``serve`` on the same database within a second or two, not 
   ``POLL_SECONDS`` — microseconds, where a query per tick would take the database's lock.
 
 Notifying is best-effort by design: a lost wake-up only costs the idle sweep's wait, never a message
-(the rows are committed before anyone is told). A process's own notice is not heard again by it: it
+(the rows are committed before anyone is told). A ``serve``'s own notice is not heard again by it: it
 woke its senders itself, and each extra wake-up is a claim that finds nothing (on PostgreSQL, four round
-trips; two per group of held posts in fanout.py (d)). The payload names the notifier (``host:pid``);
-on SQLite the watcher skips the mtime its own process set.
+trips; two per group of held posts in fanout.py (d)). The notice names its notifier (``host:pid`` and a
+mark per ``serve``, so two in one process, as in the tests, still hear each other): PostgreSQL's
+payload; on SQLite, beside the mtime it set.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +33,12 @@ log = logging.getLogger(__name__)
 CHANNEL = "listserv_outgoing"
 POLL_SECONDS = 0.25
 RECONNECT_SECONDS = 2.0
-_touched_here: dict[Path, int] = {}  # the wake file's mtime as this process last set it
+_touched: dict[Path, tuple[int, str]] = {}  # the wake file's mtime as this process last set it, and by whom
+
+
+def notifier_name() -> str:
+    """A name for one ``serve``'s notices: its process and a mark of its own."""
+    return f"{claimant()}#{secrets.token_hex(4)}"
 
 
 def wake_file(engine: Engine) -> Path | None:
@@ -41,17 +48,18 @@ def wake_file(engine: Engine) -> Path | None:
     return Path(engine.url.database).with_name(Path(engine.url.database).name + ".wake")
 
 
-def notify_outgoing(engine: Engine) -> None:
-    """Tell every ``serve`` on this database that mail may be due. Call it after the commit."""
+def notify_outgoing(engine: Engine, by: str = "") -> None:
+    """Tell every ``serve`` on this database that mail may be due. Call it after the commit; ``by``: the
+    ``notifier_name`` of the ``serve`` notifying, whose own listener will not wake it again."""
     try:
         path = wake_file(engine)
         if path is not None:
             path.touch()
             os.utime(path)  # touch() keeps the old time on some filesystems when the file exists
-            _touched_here[path] = _mtime(path)
+            _touched[path] = (_mtime(path), by)
         elif engine.dialect.name == "postgresql":
             with engine.connect() as connection:
-                notice = {"channel": CHANNEL, "by": claimant()}
+                notice = {"channel": CHANNEL, "by": by}
                 connection.execute(text("SELECT pg_notify(:channel, :by)"), notice)
                 connection.commit()
     except (OSError, SQLAlchemyError) as error:  # the sweep will find the rows anyway
@@ -61,9 +69,10 @@ def notify_outgoing(engine: Engine) -> None:
 class Listener:
     """A daemon thread that calls ``wake`` whenever another process notified (see the module doc)."""
 
-    def __init__(self, engine: Engine, wake: Callable[[], None]) -> None:
+    def __init__(self, engine: Engine, wake: Callable[[], None], name: str = "") -> None:
         self._engine = engine
         self._wake = wake
+        self._name = name  # the notifier_name of the serve it wakes: its own notices are not heard
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wakeup", daemon=True)
 
@@ -93,7 +102,7 @@ class Listener:
             now = _mtime(path)
             if now != seen:
                 seen = now
-                if now != _touched_here.get(path):
+                if not self._name or _touched.get(path) != (now, self._name):
                     self._wake()
 
     def _listen(self) -> None:
@@ -103,9 +112,9 @@ class Listener:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f"LISTEN {CHANNEL}")
             self._wake()  # anything notified while we were not listening
-            here = claimant()
             while not self._stopping.is_set():
-                if any(notice.payload != here for notice in connection.notifies(timeout=1.0, stop_after=1)):
+                notices = connection.notifies(timeout=1.0, stop_after=1)
+                if any(not self._name or notice.payload != self._name for notice in notices):
                     self._wake()
 
 
