@@ -117,10 +117,11 @@ class Transport:
             for copy in copies:
                 self._write_maildir(copy.mail_from, [copy.rcpt], self._signed(personal_copy(raw, copy.token)))
             return {}
-        clients = self._clients(LOCKSTEP_CONNECTIONS)
+        first = self._client()
         answers: dict[str, tuple[int, bytes]] = {}
         try:
-            if clients[0].has_extn("pipelining"):
+            if first.has_extn("pipelining"):  # the others only then: without it, one connection a thread
+                clients = self._clients(LOCKSTEP_CONNECTIONS)
                 stuffed = wire_form(raw)  # stuffed once: a token has no dot to stuff
                 ready = [(copy, self._wire(raw, stuffed, copy.token)) for copy in copies]
                 hands = [(client, ready[lane :: len(clients)]) for lane, client in enumerate(clients)]
@@ -128,9 +129,9 @@ class Transport:
             else:
                 for copy in copies:
                     signed = self._signed(personal_copy(raw, copy.token))
-                    answers[copy.rcpt] = self._one_transaction(clients[0], copy, signed)
+                    answers[copy.rcpt] = self._one_transaction(first, copy, signed)
         except (smtplib.SMTPException, OSError) as error:
-            self._lost(clients[0], error, copies, answers)
+            self._lost(first, error, copies, answers)
         finally:
             self._local.used_at = time.monotonic()
         return {rcpt: answer for rcpt, answer in answers.items() if answer[0] != 250}
@@ -183,12 +184,14 @@ class Transport:
         """This thread's first ``count`` connections to the relay, kept open between transactions: those
         idle for a while checked with NOOP, those missing opened (fewer when the relay takes no more)."""
         clients: list[smtplib.SMTP] = self._local.__dict__.setdefault("clients", [])
-        if clients and time.monotonic() - self._local.used_at > IDLE_CHECK_SECONDS:
+        used_at = self._local.__dict__.get("used_at", time.monotonic())  # set once this thread sent
+        if clients and time.monotonic() - used_at > IDLE_CHECK_SECONDS:
             for client in list(clients):
                 try:
                     client.noop()
                 except (smtplib.SMTPException, OSError):
                     self._drop(client)
+            self._local.used_at = time.monotonic()  # checked: not again before it idles anew
         assert self._relay is not None
         while len(clients) < count:
             try:
