@@ -4,14 +4,18 @@ tried again alone, the good ones handled once, the bad one marked with its error
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
 from listserv.intake.worker import Worker
 from listserv.mail.addresses import AddressBook
 from listserv.mail.message import Post
+from listserv.store.db import make_engine
 from listserv.store.models import Received, Route
+from tests.conftest import free_port
 
 
 def stored(engine: Engine, settings: Settings, count: int) -> list[int]:
@@ -54,3 +58,12 @@ def test_a_failing_message_leaves_the_rest_of_its_group_handled_once(
     assert {i: states[i][0] for i in ids} == {i: "new" if i == bad else "processed" for i in ids}
     assert states[bad][1:] == (1, "RuntimeError: this message breaks the handler")
     assert sorted(set(handled)) == sorted(set(ids) - {bad})
+
+
+def test_a_database_away_at_a_groups_first_read_is_left_to_the_retry(settings: Settings) -> None:
+    """Nothing taken yet: the error goes up as it is (Background waits and tries again), not as an
+    IndexError from the failure path, which stopped the worker for good (seen in test_faults)."""
+    away = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")  # refused at once
+    worker = Worker(away, AddressBook(settings.site.domain, settings.lists))
+    with pytest.raises(OperationalError):
+        worker._process_group([1, 2, 3])

@@ -181,6 +181,8 @@ class Worker:
                         break
                 self._mark_processed(session, handled)
         except Exception as error:
+            if not taken:  # the group's first read failed (the database is away): Background retries
+                raise
             if len(taken) == 1:
                 log.exception("processing received #%d failed", taken[0])
                 self._record_failure(taken[0], error)
