@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from listserv.config import Settings
 from listserv.outgoing.personal import MemberTokens, verp
 from listserv.outgoing.smtp_steps import Personal, Refused
 from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
-from listserv.store.claims import LostClaims
+from listserv.store.claims import LostClaims, mark_sent
 from listserv.store.db import relax_commit
 from listserv.store.directory import email_key
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest
@@ -51,14 +51,7 @@ ROUNDS_PER_CONNECTION = 4  # rows claimed per round, per connection
 # bench/fanout.py (a). Personal transactions over PIPELINING also wait (a body cannot leave before the 354
 # of its DATA); their company is in the same thread (``transport.LOCKSTEP_CONNECTIONS``).
 UNPIPELINED_WIDTH = 4
-_TABLE = Delivery.__table__
-# Built once and run on the connection: the ORM's bulk UPDATE cost ~110 µs more per record (a record
-# per row of 100 recipients: a tenth of one post's fan-out to 10,000, fanout.py (c)).
-RECORD_SENT = (
-    update(_TABLE)
-    .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)), _TABLE.c.state == "sending")
-    .values(state="sent", attempts=_TABLE.c.attempts + 1, sent_at=bindparam("now"), last_error=None)
-)
+RECORD_SENT = mark_sent(Delivery)
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv.background import Background
 from listserv.config import DeliveryConfig
 from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
-from listserv.store.claims import LostClaims
+from listserv.store.claims import LostClaims, mark_sent
 from listserv.store.db import relax_commit
 from listserv.store.models import Outbox
 
@@ -38,12 +38,7 @@ IDLE_SWEEP_SECONDS = 30.0
 # Rows deleted once sent: the notice telling an erased person it is done is the last trace of them.
 INSERT_OUTBOX = insert(Outbox.__table__)  # built once: its values are the execution's parameters
 FORGET_WHEN_SENT = frozenset({"member_erasure_done"})
-_TABLE = Outbox.__table__
-RECORD_SENT = (  # built once, run on the connection: see delivery.RECORD_SENT
-    update(_TABLE)
-    .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)), _TABLE.c.state == "sending")  # not twice
-    .values(state="sent", attempts=_TABLE.c.attempts + 1, last_error=None, sent_at=bindparam("now"))
-)
+RECORD_SENT = mark_sent(Outbox)
 
 
 def enqueue(

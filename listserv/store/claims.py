@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,19 @@ def is_gone(holder: str) -> bool:
     except OSError:  # exists, but not ours to signal
         return False
     return False
+
+
+def mark_sent(model: Any) -> Update:
+    """The statement recording rows ``ids`` of ``model`` (Delivery or Outbox) sent at ``now``; only rows
+    still ``sending`` (never twice). Built once per table and run on the connection: the ORM's bulk UPDATE
+    cost ~110 µs more per record (a record per row of 100 recipients: a tenth of one post's fan-out to
+    10,000, fanout.py (c))."""
+    table = model.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)), table.c.state == "sending")
+        .values(state="sent", attempts=table.c.attempts + 1, sent_at=bindparam("now"), last_error=None)
+    )
 
 
 @dataclass
