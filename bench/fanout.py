@@ -15,7 +15,10 @@ It prints, measured in the same run (issue 12):
       listserv in batch mode (``delivery.personalize: off``) and mlmmj (``mlmmj.py``: Debian's package
       unpacked, driven by ``mlmmj-receive``, an empty ``control/verp``); end to end, CPU per delivery,
       serve's peak RSS; the ratio listserv / mlmmj.
-  (b) the same scenario in personal mode (one transaction per recipient) to smtp-sink, next to batch mode.
+  (b) the same scenario in personal mode (one transaction per recipient) to smtp-sink, next to batch mode
+      and to its ceiling: the same transactions sent by listserv's own SMTP steps (``personal_steps`` in
+      ``lockstep``, 4 threads × ``LOCKSTEP_CONNECTIONS``) with no database and every copy ready-made,
+      and the sink's CPU meanwhile (smtp-sink is one process: its CPU bounds personal mode).
   (c) one post to ``--members`` (10,000) members, next to the smtplib ceiling (below), batch mode.
   (d) ``--held-posts`` (1,000) posts at once under ``moderation.hold: all``: posts held per second, the
       moderator notices included; on SQLite, then on a throwaway PostgreSQL database on 127.0.0.1:5432
@@ -96,7 +99,9 @@ from common import (
     write_config,
 )
 
-from listserv.outgoing.smtp_steps import pipelined_sendmail  # the ceiling pipelines exactly as listserv does
+# The ceilings speak SMTP exactly as listserv does (the same functions), without its database.
+from listserv.outgoing.smtp_steps import Personal, lockstep, personal_steps, pipelined_sendmail, wire_form
+from listserv.outgoing.transport import LOCKSTEP_CONNECTIONS
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "listserv-bench"
 POSTER = "poster@example.org"
@@ -346,6 +351,58 @@ def measure_ceiling(sink: Sink, recipients: list[str], rounds: int) -> Ceiling:
             ceiling.rates.setdefault(name, []).append(client())
     ceiling.cpu = Cpu.now(sink.server.process.pid, [os.getpid()]) - before
     return ceiling
+
+
+# --- (b) ceiling: personal transactions straight to the sink, no database -----------------------------
+
+
+@dataclass(frozen=True)
+class PersonalCeiling:
+    seconds: float
+    cpu: Cpu  # "server": the sink, "clients": this script
+    error: str = ""
+
+
+def personal_hand(port: int, wire: bytes, recipients: list[str], errors: list[str]) -> None:
+    """One sending thread of personal mode without the database: ``LOCKSTEP_CONNECTIONS`` connections
+    in lockstep, one transaction per recipient, every copy ready-made (no token to put in)."""
+    answers: dict[str, tuple[int, bytes]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            steps = []
+            for lane in deal(recipients, LOCKSTEP_CONNECTIONS):
+                client = stack.enter_context(
+                    smtplib.SMTP("127.0.0.1", port, local_hostname=DOMAIN, timeout=60)
+                )
+                client.ehlo()
+                steps.append(
+                    personal_steps(client, [(Personal(rcpt, BOUNCES, ""), wire) for rcpt in lane], answers)
+                )
+            lockstep(steps)
+    except (smtplib.SMTPException, OSError) as error:
+        errors.append(f"personal ceiling: {type(error).__name__}: {error}")
+    refused = len(recipients) - sum(1 for code, _ in answers.values() if code == 250)
+    if refused:
+        errors.append(f"personal ceiling: {refused} of {len(recipients)} copies not accepted")
+
+
+def measure_personal_ceiling(sink: Sink, members: int, posts: int) -> PersonalCeiling:
+    """``members`` × ``posts`` one-recipient transactions of the ~5 KB post over ``CONNECTIONS``
+    threads, as personal mode sends them: what the relay and Python's SMTP take without listserv."""
+    wire = wire_form(build_message(0, 0, POSTER)[1])
+    recipients = member_addresses(members * posts)  # each its own: answers are kept by recipient
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=personal_hand, args=(sink.port, wire, hand, errors))
+        for hand in deal(recipients, CONNECTIONS)
+    ]
+    before = Cpu.now(sink.server.process.pid, [os.getpid()])
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu = Cpu.now(sink.server.process.pid, [os.getpid()]) - before
+    return PersonalCeiling(cpu.wall, cpu, "; ".join(errors[:3]))
 
 
 # --- (b) listserv: the delivery table -----------------------------------------------------------------
@@ -1014,14 +1071,27 @@ def print_a(run: ListservRun, peer: PeerRun) -> None:
     )
 
 
-def print_b(personal: ListservRun, batch: ListservRun) -> None:
+def print_personal_ceiling(ceiling: PersonalCeiling, deliveries: int) -> None:
+    if ceiling.error:
+        print(f"  ceiling, no database: FAILED: {ceiling.error}")
+        return
+    print(
+        f"  ceiling, no database (listserv's personal SMTP steps, {CONNECTIONS} threads × "
+        f"{LOCKSTEP_CONNECTIONS} connections, copies ready-made): {deliveries:,} transactions in "
+        f"{ceiling.seconds:.2f} s; the sink's CPU {ceiling.cpu.server:.2f} s, this client's "
+        f"{ceiling.cpu.clients:.2f} s"
+    )
+
+
+def print_b(personal: ListservRun, batch: ListservRun, ceiling: PersonalCeiling) -> None:
     print_run(personal, "listserv, personal mode (one transaction per recipient, VERP, one-click)")
     print_run(batch, "listserv, batch mode, the same run")
+    deliveries = personal.scenario.members * personal.scenario.posts
+    print_personal_ceiling(ceiling, deliveries)
     p, b = complete(personal), complete(batch)
     if p is None or b is None:
         print(f"  targets: {why_not(personal if p is None else batch)}")
         return
-    deliveries = personal.scenario.members * personal.scenario.posts
     scaled = (
         ""
         if deliveries == 200_000
@@ -1036,6 +1106,11 @@ def print_b(personal: ListservRun, batch: ListservRun) -> None:
         f"{verdict(p.seconds <= 15 * deliveries / 200_000)}{scaled}"
     )
     print(f"  target: ≤ 2× batch mode: {verdict(p.seconds <= 2 * b.seconds)}")
+    if not ceiling.error:
+        print(
+            f"  the ceiling / batch mode: {ratio(ceiling.seconds, b.seconds)} (≤ 2× is out of reach when "
+            f"this is above 2×); listserv personal / the ceiling: {ratio(p.seconds, ceiling.seconds)}"
+        )
 
 
 def print_d(held: HeldRun, posts: int) -> None:
@@ -1115,7 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
                     replace(anchors, personalize="on"), tmp / "b-personal", sink, args.max_seconds
                 )
                 batch = run_listserv(anchors, tmp / "b-batch", sink, args.max_seconds)
-                print_b(personal, batch)
+                print_b(personal, batch, measure_personal_ceiling(sink, anchors.members, anchors.posts))
             one = None
             if part(args, "c", f"one post to {args.members:,} members, next to the smtplib ceiling"):
                 ceiling = measure_ceiling(sink, member_addresses(args.members), args.rounds)
