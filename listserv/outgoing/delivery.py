@@ -1,7 +1,8 @@
 """Delivering published posts: the fan-out planned by ``publish.py``, sent and recorded.
 
 The sender claims due rows, sends them over ``delivery.connections`` parallel connections (threads, each with
-its own kept-open SMTP connection) and records every result in one transaction per round:
+its own kept-open SMTP connections; more when the relay lacks PIPELINING, see ``UNPIPELINED_WIDTH``) and
+records every result in one transaction per round:
 - accepted → ``sent``, committed as soon as known (results that finish together share one commit);
   a crash re-sends at most the batches on the wire (one per connection);
 - a recipient deferred (4xx) → a new row with just those recipients, retried with backoff;
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +38,7 @@ from listserv.background import Background
 from listserv.config import Settings
 from listserv.outgoing.personal import MemberTokens, verp
 from listserv.outgoing.smtp_steps import Personal, Refused
-from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
+from listserv.outgoing.transport import Outcome, PermanentFailure, TransientFailure, Transport, backoff
 from listserv.store.claims import LostClaims, mark_sent
 from listserv.store.db import relax_commit
 from listserv.store.directory import email_key
@@ -47,9 +48,10 @@ log = logging.getLogger(__name__)
 IDLE_SWEEP_SECONDS = 30.0
 ROUNDS_PER_CONNECTION = 4  # rows claimed per round, per connection
 # A connection that mostly waits for answers — every RCPT without PIPELINING — gets company: then this many
-# times ``delivery.connections`` are used (mlmmj runs one sender per post for the same reason). Measured in
-# bench/fanout.py (a). Personal transactions over PIPELINING also wait (a body cannot leave before the 354
-# of its DATA); their company is in the same thread (``transport.LOCKSTEP_CONNECTIONS``).
+# times ``delivery.connections`` are used (mlmmj runs one sender per post for the same reason), each thread
+# driving this many batches' connections in lockstep (``Transport.send_together``; a thread per connection
+# woke once per recipient). Measured in bench/fanout.py (a). Personal transactions over PIPELINING also
+# wait (a body cannot leave before the 354 of its DATA): their company is ``transport.LOCKSTEP_CONNECTIONS``.
 UNPIPELINED_WIDTH = 4
 RECORD_SENT = mark_sent(Delivery)
 
@@ -117,7 +119,7 @@ class Deliverer:
         self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
         self._lost.sweep(self._results, self._clock())  # no row is in hand here
         claim = self._claim(len(self._lanes) * ROUNDS_PER_CONNECTION)
-        width = self._width()
+        width = self._width(claim.rows)
         # Each batch's result is committed the moment it is known: a crash re-sends only the
         # batches on the wire (at most one per connection), not the whole round.
         hands = [claim.rows[lane::width] for lane in range(width)]
@@ -127,23 +129,55 @@ class Deliverer:
         self._record_waiting()  # raises if the database went away meanwhile: Background waits, retries
         return len(claim.rows)
 
-    def _width(self) -> int:
-        """Threads for this round: more when every RCPT waits for its answer (see UNPIPELINED_WIDTH)."""
-        waiting = self._transport.pipelining is False
+    def _width(self, rows: list[Delivery]) -> int:
+        """Threads for this round: without PIPELINING, batches wait for every RCPT's answer; each thread
+        then sends ``UNPIPELINED_WIDTH`` of them at once in lockstep, but personal rows get as many
+        threads instead (their transactions go one by one)."""
+        waiting = self._transport.pipelining is False and any(row.personal for row in rows)
         return self._settings.delivery.connections * (UNPIPELINED_WIDTH if waiting else 1)
 
     def _send_rows(self, rows: list[Delivery], claim: Claim) -> None:
-        for index, row in enumerate(rows):
-            if not self._finish(self._attempt(row, claim)):
+        done = 0
+        for together in self._together(rows):
+            attempts = self._attempts(together, claim)
+            done += len(together)
+            if not self._finish(attempts):
                 # The database is away: send no more than is on the wire; the rest of this hand is
                 # given back to the queue when it returns (it stays ``sending`` until then).
-                for untried in rows[index + 1 :]:
+                for untried in rows[done:]:
                     self._untried.put(untried.id)
                 return
 
-    def _finish(self, attempt: Attempt) -> bool:
-        """Record ``attempt``; False if the database is away (it is kept and recorded later)."""
-        self._done.put(attempt)
+    def _together(self, rows: list[Delivery]) -> Iterator[list[Delivery]]:
+        """The rows sent at once: batches ``UNPIPELINED_WIDTH`` at a time when the relay has no
+        PIPELINING; otherwise (and every personal row) one at a time."""
+        if self._transport.pipelining is not False:
+            yield from ([row] for row in rows)
+            return
+        waiting: list[Delivery] = []
+        for row in rows:
+            if row.personal:
+                yield [row]
+                continue
+            waiting.append(row)
+            if len(waiting) == UNPIPELINED_WIDTH:
+                yield waiting
+                waiting = []
+        if waiting:
+            yield waiting
+
+    def _attempts(self, rows: list[Delivery], claim: Claim) -> list[Attempt]:
+        if len(rows) == 1:
+            return [self._attempt(rows[0], claim)]
+        outcomes = self._transport.send_together(
+            [(r.mail_from, r.recipients, claim.copies[_source(r)]) for r in rows]
+        )
+        return [_attempt_of(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+
+    def _finish(self, attempts: list[Attempt]) -> bool:
+        """Record ``attempts``; False if the database is away (they are kept and recorded later)."""
+        for attempt in attempts:
+            self._done.put(attempt)
         try:
             self._record_waiting()
         except SQLAlchemyError as error:
@@ -250,10 +284,8 @@ class Deliverer:
                     return Attempt(row, error=_summary(refused))
                 return Attempt(row, refused=refused)
             return Attempt(row, refused=self._transport.send(row.mail_from, row.recipients, raw))
-        except PermanentFailure as error:
-            return Attempt(row, error=str(error), permanent=True)
-        except TransientFailure as error:
-            return Attempt(row, error=str(error))
+        except (PermanentFailure, TransientFailure) as error:
+            return _attempt_of(row, error)
 
     def _record(self, attempts: list[Attempt]) -> None:
         now = self._clock()
@@ -346,6 +378,15 @@ def _set(session: Session, row: Delivery, **values: object) -> bool:
         update(Delivery).where(Delivery.id == row.id, Delivery.state == "sending").values(**values)
     )
     return bool(changed.rowcount)
+
+
+def _attempt_of(row: Delivery, outcome: Outcome) -> Attempt:
+    """The attempt a transport outcome makes: recipients refused, or the whole message failed."""
+    if isinstance(outcome, PermanentFailure):
+        return Attempt(row, error=str(outcome), permanent=True)
+    if isinstance(outcome, TransientFailure):
+        return Attempt(row, error=str(outcome))
+    return Attempt(row, refused=outcome)
 
 
 def _drain(waiting: queue.SimpleQueue[Any]) -> list[Any]:

@@ -2,22 +2,24 @@
 
 smtplib's own ``sendmail`` costs twice the CPU per recipient and cannot pipeline; these functions give the
 same answers and raise the same exceptions. Without PIPELINING every RCPT waits for its answer
-(``stepwise_sendmail``); with it (RFC 2920; Postfix offers it) MAIL, every RCPT and DATA go out in one
-write and the replies are read after (``pipelined_sendmail``). A personal copy is one transaction per
-recipient, each body written with the next transaction's commands (``personal_steps``), and one thread
-keeps several connections busy in ``lockstep``.
+(``stepwise_sendmail``; as ``stepwise_steps``, one thread keeps several connections' batches waiting at
+once in ``lockstep``); with it (RFC 2920; Postfix offers it) MAIL, every RCPT and DATA go out in one write
+and the replies are read after (``pipelined_sendmail``). A personal copy is one transaction per recipient,
+each body written with the next transaction's commands (``personal_steps``), and one thread keeps several
+connections busy in ``lockstep``.
 """
 
 from __future__ import annotations
 
 import re
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar, cast
 
 Refused = dict[str, tuple[int, bytes]]
 MAX_LINE = 8192  # of a reply line, as smtplib allows
+T = TypeVar("T")
 
 
 DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
@@ -27,14 +29,24 @@ def stepwise_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[str
     """smtplib's sendmail for a relay without PIPELINING — the same answers and exceptions — with the
     per-recipient step (RCPT, then wait for its answer) at half of smtplib's CPU: it runs once per
     recipient of a fan-out (bench/fanout.py (a))."""
+    return finish(stepwise_steps(client, mail_from, recipients, raw))
+
+
+def stepwise_steps(
+    client: smtplib.SMTP, mail_from: str, recipients: list[str], raw: bytes
+) -> Generator[None, None, Refused]:
+    """``stepwise_sendmail`` as steps: it yields after writing each command, before reading its answer,
+    so that ``lockstep`` keeps several connections waiting at once; it returns the refused recipients."""
     lines, send = reply_lines(client), client.sock.sendall
     send(f"MAIL FROM:<{mail_from}>\r\n".encode("ascii"))
+    yield
     code, text = read_reply(lines)
     if code != 250:
         raise smtplib.SMTPSenderRefused(code, text, mail_from)
     refused: Refused = {}
     for rcpt in recipients:
         send(b"RCPT TO:<" + rcpt.encode("ascii") + b">\r\n")
+        yield
         code, text = read_reply(lines)
         if code not in (250, 251):
             refused[rcpt] = (code, text)
@@ -42,13 +54,24 @@ def stepwise_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[str
         client.rset()
         raise smtplib.SMTPRecipientsRefused(refused)
     send(b"DATA\r\n")
+    yield
     code, text = read_reply(lines)
     if code == 354:
         send(wire_form(raw))
+        yield
         code, text = read_reply(lines)
         if code == 250:
             return refused
     raise smtplib.SMTPDataError(code, text)
+
+
+def finish(steps: Generator[None, None, T]) -> T:
+    """Run ``steps`` to their end, alone on their connection; what they return."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return cast(T, done.value)
 
 
 def reply_lines(client: smtplib.SMTP) -> BinaryIO:

@@ -37,6 +37,7 @@ from listserv.outgoing.smtp_steps import (
     personal_steps,
     pipelined_sendmail,
     stepwise_sendmail,
+    stepwise_steps,
     wire_form,
 )
 
@@ -60,6 +61,9 @@ class PermanentFailure(Exception):
 
 class TransientFailure(Exception):
     """Try again later: a 4xx for the whole message, or no connection."""
+
+
+Outcome = Refused | TransientFailure | PermanentFailure  # of one message sent with others
 
 
 class RelaySetupError(Exception):
@@ -87,8 +91,7 @@ class Transport:
 
     def send(self, mail_from: str, recipients: list[str], raw: bytes) -> Refused:
         """Recipients the relay refused, with their answers; raises for the message as a whole."""
-        if self._signer is not None:
-            raw = self._signer.sign(raw)
+        raw = self._signed(raw)
         if self._relay is None:
             self._write_maildir(mail_from, recipients, raw)
             return {}
@@ -97,18 +100,61 @@ class Transport:
             if client.has_extn("pipelining"):
                 return pipelined_sendmail(client, mail_from, recipients, raw)
             return stepwise_sendmail(client, mail_from, recipients, raw)
-        except smtplib.SMTPRecipientsRefused as error:
-            return error.recipients
-        except smtplib.SMTPResponseException as error:
-            self._reset(client)
-            if error.smtp_code >= 500:
-                raise PermanentFailure(f"{error.smtp_code} {error.smtp_error!r}") from None
-            raise TransientFailure(f"{error.smtp_code} {error.smtp_error!r}") from None
         except (smtplib.SMTPException, OSError) as error:
-            self._drop(client)
-            raise TransientFailure(f"{type(error).__name__}: {error}") from None
+            outcome = self._failed(client, error)
+            if isinstance(outcome, Exception):
+                raise outcome from None
+            return outcome
         finally:
             self._local.used_at = time.monotonic()
+
+    def send_together(self, batches: list[tuple[str, list[str], bytes]]) -> list[Outcome]:
+        """``send`` for several messages (envelope sender, recipients, bytes) at once, each on its own
+        connection, for a relay without PIPELINING: one thread waiting for the answers of several
+        connections in ``lockstep`` wakes less often than a thread per connection (bench/fanout.py (a)).
+        Each outcome is what ``send`` returns for that message, or the exception it raises."""
+        if self._relay is None:
+            return [self.send(*batch) for batch in batches]
+        outcomes: list[Outcome] = [TransientFailure("not sent")] * len(batches)
+        start = 0
+        try:
+            while start < len(batches):
+                try:
+                    clients = self._clients(min(len(batches) - start, LOCKSTEP_CONNECTIONS))
+                except TransientFailure as error:  # no connection at all: none of the rest goes
+                    outcomes[start:] = [error] * (len(batches) - start)
+                    break
+                hand = batches[start : start + len(clients)]
+                steps = [
+                    self._batch_steps(client, batch, outcomes, start + lane)
+                    for lane, (client, batch) in enumerate(zip(clients, hand, strict=True))
+                ]
+                lockstep(steps)
+                start += len(hand)
+        finally:
+            self._local.used_at = time.monotonic()
+        return outcomes
+
+    def _batch_steps(
+        self, client: smtplib.SMTP, batch: tuple[str, list[str], bytes], outcomes: list[Outcome], index: int
+    ) -> Iterator[None]:
+        mail_from, recipients, raw = batch
+        try:
+            outcomes[index] = yield from stepwise_steps(client, mail_from, recipients, self._signed(raw))
+        except (smtplib.SMTPException, OSError) as error:
+            outcomes[index] = self._failed(client, error)
+
+    def _failed(self, client: smtplib.SMTP, error: Exception) -> Outcome:
+        """What a failed transaction means: the recipients refused (all of them), or the failure of the
+        message as a whole; the connection is reset or dropped as the error requires."""
+        if isinstance(error, smtplib.SMTPRecipientsRefused):
+            return error.recipients
+        if isinstance(error, smtplib.SMTPResponseException):
+            self._reset(client)
+            failure = PermanentFailure if error.smtp_code >= 500 else TransientFailure
+            return failure(f"{error.smtp_code} {error.smtp_error!r}")
+        self._drop(client)
+        return TransientFailure(f"{type(error).__name__}: {error}")
 
     def send_personal(self, raw: bytes, copies: list[Personal]) -> Refused:
         """One transaction per recipient, each copy ``raw`` with its token; the recipients not
