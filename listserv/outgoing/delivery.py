@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -119,52 +119,37 @@ class Deliverer:
         self._record_waiting()  # what a database outage kept from being recorded; raises while it lasts
         self._lost.sweep(self._results, self._clock())  # no row is in hand here
         claim = self._claim(len(self._lanes) * ROUNDS_PER_CONNECTION)
-        width = self._width(claim.rows)
+        width, at_once = self._shape(claim.rows)
         # Each batch's result is committed the moment it is known: a crash re-sends only the
         # batches on the wire (at most one per connection), not the whole round.
         hands = [claim.rows[lane::width] for lane in range(width)]
-        done = [self._lanes[lane].submit(self._send_rows, rows, claim) for lane, rows in enumerate(hands)]
+        done = [
+            self._lanes[lane].submit(self._send_rows, rows, claim, at_once) for lane, rows in enumerate(hands)
+        ]
         for future in done:
             future.result()
         self._record_waiting()  # raises if the database went away meanwhile: Background waits, retries
         return len(claim.rows)
 
-    def _width(self, rows: list[Delivery]) -> int:
-        """Threads for this round: without PIPELINING, batches wait for every RCPT's answer; each thread
-        then sends ``UNPIPELINED_WIDTH`` of them at once in lockstep, but personal rows get as many
-        threads instead (their transactions go one by one)."""
-        waiting = self._transport.pipelining is False and any(row.personal for row in rows)
-        return self._settings.delivery.connections * (UNPIPELINED_WIDTH if waiting else 1)
+    def _shape(self, rows: list[Delivery]) -> tuple[int, int]:
+        """(threads, batches each sends at once) for this round. Without PIPELINING every RCPT waits for
+        its answer: each thread sends ``UNPIPELINED_WIDTH`` batches at once, in lockstep; a personal row
+        there goes one transaction after another, so a round with any gets that many times the threads."""
+        connections = self._settings.delivery.connections
+        if self._transport.pipelining is not False:
+            return connections, 1
+        if any(row.personal for row in rows):
+            return connections * UNPIPELINED_WIDTH, 1
+        return connections, UNPIPELINED_WIDTH
 
-    def _send_rows(self, rows: list[Delivery], claim: Claim) -> None:
-        done = 0
-        for together in self._together(rows):
-            attempts = self._attempts(together, claim)
-            done += len(together)
-            if not self._finish(attempts):
+    def _send_rows(self, rows: list[Delivery], claim: Claim, at_once: int) -> None:
+        for start in range(0, len(rows), at_once):
+            if not self._finish(self._attempts(rows[start : start + at_once], claim)):
                 # The database is away: send no more than is on the wire; the rest of this hand is
                 # given back to the queue when it returns (it stays ``sending`` until then).
-                for untried in rows[done:]:
+                for untried in rows[start + at_once :]:
                     self._untried.put(untried.id)
                 return
-
-    def _together(self, rows: list[Delivery]) -> Iterator[list[Delivery]]:
-        """The rows sent at once: batches ``UNPIPELINED_WIDTH`` at a time when the relay has no
-        PIPELINING; otherwise (and every personal row) one at a time."""
-        if self._transport.pipelining is not False:
-            yield from ([row] for row in rows)
-            return
-        waiting: list[Delivery] = []
-        for row in rows:
-            if row.personal:
-                yield [row]
-                continue
-            waiting.append(row)
-            if len(waiting) == UNPIPELINED_WIDTH:
-                yield waiting
-                waiting = []
-        if waiting:
-            yield waiting
 
     def _attempts(self, rows: list[Delivery], claim: Claim) -> list[Attempt]:
         if len(rows) == 1:
