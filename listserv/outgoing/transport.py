@@ -115,34 +115,36 @@ class Transport:
         Each outcome is what ``send`` returns for that message, or the exception it raises."""
         if self._relay is None:
             return [self.send(*batch) for batch in batches]
-        outcomes: list[Outcome] = [TransientFailure("not sent")] * len(batches)
-        start = 0
+        outcomes: list[Outcome] = []
         try:
-            while start < len(batches):
-                try:
-                    clients = self._clients(min(len(batches) - start, LOCKSTEP_CONNECTIONS))
+            while len(outcomes) < len(batches):
+                rest = batches[len(outcomes) :]
+                try:  # as many connections as the relay takes, up to LOCKSTEP_CONNECTIONS
+                    clients = self._clients(min(len(rest), LOCKSTEP_CONNECTIONS))
                 except TransientFailure as error:  # no connection at all: none of the rest goes
-                    outcomes[start:] = [error] * (len(batches) - start)
-                    break
-                hand = batches[start : start + len(clients)]
-                steps = [
-                    self._batch_steps(client, batch, outcomes, start + lane)
-                    for lane, (client, batch) in enumerate(zip(clients, hand, strict=True))
-                ]
-                lockstep(steps)
-                start += len(hand)
+                    return outcomes + [error] * len(rest)
+                hand: dict[int, Outcome] = {}
+                pairs = zip(clients, rest[: len(clients)], strict=True)
+                lockstep(
+                    [
+                        self._batch_steps(client, batch, hand, lane)
+                        for lane, (client, batch) in enumerate(pairs)
+                    ]
+                )
+                outcomes += [hand[lane] for lane in range(len(hand))]
         finally:
             self._local.used_at = time.monotonic()
         return outcomes
 
     def _batch_steps(
-        self, client: smtplib.SMTP, batch: tuple[str, list[str], bytes], outcomes: list[Outcome], index: int
+        self, client: smtplib.SMTP, batch: tuple[str, list[str], bytes], hand: dict[int, Outcome], lane: int
     ) -> Iterator[None]:
+        """One batch on its connection, its outcome put in ``hand[lane]``: a failure ends that batch only."""
         mail_from, recipients, raw = batch
         try:
-            outcomes[index] = yield from stepwise_steps(client, mail_from, recipients, self._signed(raw))
+            hand[lane] = yield from stepwise_steps(client, mail_from, recipients, self._signed(raw))
         except (smtplib.SMTPException, OSError) as error:
-            outcomes[index] = self._failed(client, error)
+            hand[lane] = self._failed(client, error)
 
     def _failed(self, client: smtplib.SMTP, error: Exception) -> Outcome:
         """What a failed transaction means: the recipients refused (all of them), or the failure of the
