@@ -71,7 +71,12 @@ def sender_status(
     key = email_key(address)
     member = None
     if address:
-        member = session.execute(SENDER, {"key": key, "list_name": list_name, "now": now}).first()
+        # On the session's connection, not through the ORM's execute (its compile state was half of
+        # this query's cost); flushed first as the ORM would, so a member added earlier in this
+        # transaction is seen.
+        session.flush()
+        query = {"key": key, "list_name": list_name, "now": now}
+        member = session.connection().execute(SENDER, query).first()
     threads: frozenset[int] = frozenset()
     if member is not None and member.a_guest:
         threads = guest_threads(session, address, list_name, now)
