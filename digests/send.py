@@ -45,6 +45,7 @@ from listserv.mail.addresses import Kind
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.publish import Publisher
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest, Subscription, Topic
+from listserv.store.wakeup import DELIVERY, note_queued
 from listserv.weekly.calendar import iso_week
 from listserv.weekly.participation import participation_line
 
@@ -341,3 +342,4 @@ def queue_deliveries(
             for start in range(0, len(recipients), size)
         ],
     )
+    note_queued(session, DELIVERY)

@@ -43,7 +43,7 @@ from listserv.scheduler import Jobs, build_scheduler
 from listserv.store.db import utc_now
 from listserv.store.keys import load_or_create_secret
 from listserv.store.models import Held, Received
-from listserv.store.wakeup import Listener, notifier_name, notify_outgoing
+from listserv.store.wakeup import DELIVERY, OUTBOX, Listener, notifier_name, notify_outgoing, notify_within
 from listserv.web.app import Site
 from listserv.web.routes import build, build_pages
 from listserv.web.server import WebServer, WebWorkers, serve_inherited
@@ -286,12 +286,14 @@ class Forum:
             clock,
             dns,
         )
+        self._notifier = notifier_name()  # this serve's name on its wake-ups (store/wakeup.py)
         self.worker = Worker(
             engine,
             self.book,
             dispatch,
-            after=self._wake_senders,
+            after=self._wake_after_group,
             ingest_busy=lambda seconds: self.door.spool.is_busy(seconds),
+            announce=partial(notify_within, by=self._notifier),
         )
         self.door.wake_on_stored(self.worker.background.wake)
         self.jobs = build_jobs(parts, engine, self._wake_senders)
@@ -301,12 +303,22 @@ class Forum:
         self.smtp_port: int | None = None
         self.web_port: int | None = None
         self.engine = engine
-        self._notifier = notifier_name()
         self.listener = Listener(engine, self._wake_here, self._notifier)  # mail queued by others
 
     def _wake_here(self) -> None:
         self.outbox.background.wake()
         self.deliverer.background.wake()
+
+    def _wake_after_group(self, queued: frozenset[str], told: bool) -> None:
+        """A worker group committed mail of the kinds ``queued``: only their senders wake (holding
+        posts queues notices and no deliveries), and other processes are told unless the group's own
+        transaction did it (``notify_within``)."""
+        if OUTBOX in queued:
+            self.outbox.background.wake()
+        if DELIVERY in queued:
+            self.deliverer.background.wake()
+        if queued and not told:
+            notify_outgoing(self.engine, self._notifier)
 
     def _wake_senders(self) -> None:
         """Mail was queued here: our senders, and those of every other serve on the database."""

@@ -13,8 +13,10 @@ from listserv.config import Settings
 from listserv.intake.worker import Worker
 from listserv.mail.addresses import AddressBook
 from listserv.mail.message import Post
-from listserv.store.db import make_engine
-from listserv.store.models import Received, Route
+from listserv.outgoing.outbox import enqueue
+from listserv.store.db import make_engine, utc_now
+from listserv.store.models import Outbox, Received, Route
+from listserv.store.wakeup import OUTBOX, notify_within
 from tests.conftest import free_port
 
 
@@ -67,3 +69,29 @@ def test_a_database_away_at_a_groups_first_read_is_left_to_the_retry(settings: S
     worker = Worker(away, AddressBook(settings.site.domain, settings.lists))
     with pytest.raises(OperationalError):
         worker._process_group([1, 2, 3])
+
+
+def test_a_group_wakes_only_the_senders_of_what_it_queued_once_committed(
+    engine: Engine, settings: Settings
+) -> None:
+    """Held posts queue notices, not deliveries: only the outbox sender is woken, after the commit (its
+    rows are there to claim), and other processes are told within the transaction on PostgreSQL. A
+    group that queued nothing wakes no one (each wake-up is a claim, four round trips on PostgreSQL)."""
+    ids = stored(engine, settings, 3)
+    calls: list[tuple[frozenset[str], bool, int]] = []
+
+    def handle(session: Session, received: Received, post: Post, routes: list[Route]) -> None:
+        if received.id != ids[0]:
+            enqueue(session, "moderator_held", "ta-en-bounces@x", ["mod@example.org"], b"notice", utc_now())
+
+    def after(queued: frozenset[str], told: bool) -> None:
+        with Session(engine) as session:  # committed: another connection sees the queued rows
+            calls.append((queued, told, len(session.scalars(select(Outbox.id)).all())))
+
+    worker = Worker(
+        engine, AddressBook(settings.site.domain, settings.lists), handle, after, announce=notify_within
+    )
+    told = engine.dialect.name == "postgresql"
+    assert worker._process_group(ids[:1]) == 1
+    assert worker._process_group(ids[1:]) == 2
+    assert calls == [(frozenset(), False, 0), (frozenset({OUTBOX}), told, 2)]

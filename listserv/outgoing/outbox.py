@@ -28,6 +28,7 @@ from listserv.outgoing.transport import PermanentFailure, TransientFailure, Tran
 from listserv.store.claims import LostClaims, mark_sent
 from listserv.store.db import relax_commit
 from listserv.store.models import Outbox
+from listserv.store.wakeup import OUTBOX, note_queued
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -70,6 +71,7 @@ def enqueue_all(session: Session, messages: list[tuple[str, str, list[str], byte
     # An executemany of the statement compiled once, not one multi-row VALUES: SQLAlchemy compiles a
     # multi-row VALUES anew every time (it has no cache key), a fifth of holding a post (fanout.py (d)).
     session.connection().execute(INSERT_OUTBOX, rows)
+    note_queued(session, OUTBOX)
 
 
 class OutboxSender:

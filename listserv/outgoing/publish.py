@@ -25,6 +25,7 @@ from listserv.outgoing.decorate import Decoration, decorate
 from listserv.outgoing.personal import PLACEHOLDER, SHADOW, offers_one_click, one_click_url
 from listserv.store.guests import thread_guests
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, Received, Subscription
+from listserv.store.wakeup import DELIVERY, note_queued
 
 log = logging.getLogger(__name__)
 
@@ -173,4 +174,5 @@ class Publisher:
         ]
         if rows:
             session.execute(insert(Delivery), rows)  # bulk: one statement, not one per row
+            note_queued(session, DELIVERY)
         return len(recipients)

@@ -1,8 +1,10 @@
 """Wake-ups across processes: mail queued in one process (the CLI, the web, another ``serve``) starts
 going out from every ``serve`` on the same database within a second or two, not at the senders' idle sweep.
 
-- PostgreSQL: ``NOTIFY listserv_outgoing`` after the commit; every ``serve`` holds one connection that
-  ``LISTEN``s (psycopg's ``notifies``) and wakes its senders. A lost listener connection is reopened.
+- PostgreSQL: ``NOTIFY listserv_outgoing`` after the commit, or inside the transaction that queued the
+  mail (``notify_within``: delivered with its commit, dropped with its rollback); every ``serve`` holds one
+  connection that ``LISTEN``s (psycopg's ``notifies``) and wakes its senders. A lost listener connection
+  is reopened.
 - SQLite: several processes share the file, not a server; the notifying process touches
   ``<database>.wake`` (its mtime changes) and every ``serve`` looks at that one ``stat`` every
   ``POLL_SECONDS`` — microseconds, where a query per tick would take the database's lock.
@@ -13,6 +15,10 @@ woke its senders itself, and each extra wake-up is a claim that finds nothing (o
 trips; two per group of held posts in fanout.py (d)). The notice names its notifier (``host:pid`` and a
 mark per ``serve``, so two in one process, as in the tests, still hear each other): PostgreSQL's
 payload; on SQLite, beside the mtime it set.
+
+Within one process, a transaction says what it queued (``note_queued``: outbox notices, deliveries of
+posts) so that the worker wakes only the sender with work: a group of held posts queues notices, no
+deliveries, and waking the deliverer for it was an empty claim per group.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from listserv.store.claims import claimant
 
@@ -34,6 +41,20 @@ CHANNEL = "listserv_outgoing"
 POLL_SECONDS = 0.25
 RECONNECT_SECONDS = 2.0
 _touched: dict[Path, tuple[int, str]] = {}  # the wake file's mtime as this process last set it, and by whom
+NOTIFY = text("SELECT pg_notify(:channel, :by)")
+OUTBOX = "outbox"  # notices and other single messages (outgoing/outbox.py)
+DELIVERY = "delivery"  # copies of posts and digests (outgoing/delivery.py)
+QUEUED = "listserv.queued"  # Session.info key: the kinds of mail the session's transaction queued
+
+
+def note_queued(session: Session, kind: str) -> None:
+    """Say that ``session``'s transaction queued mail of ``kind`` (OUTBOX or DELIVERY)."""
+    session.info.setdefault(QUEUED, set()).add(kind)
+
+
+def queued_in(session: Session) -> frozenset[str]:
+    """The kinds of mail ``session`` said it queued (``note_queued``)."""
+    return frozenset(session.info.get(QUEUED, ()))
 
 
 def notifier_name() -> str:
@@ -59,11 +80,21 @@ def notify_outgoing(engine: Engine, by: str = "") -> None:
             _touched[path] = (_mtime(path), by)
         elif engine.dialect.name == "postgresql":
             with engine.connect() as connection:
-                notice = {"channel": CHANNEL, "by": by}
-                connection.execute(text("SELECT pg_notify(:channel, :by)"), notice)
+                connection.execute(NOTIFY, {"channel": CHANNEL, "by": by})
                 connection.commit()
     except (OSError, SQLAlchemyError) as error:  # the sweep will find the rows anyway
         log.warning("could not wake the senders of other processes: %s", error)
+
+
+def notify_within(session: Session, by: str = "") -> bool:
+    """On PostgreSQL, NOTIFY inside ``session``'s transaction: heard once its rows are committed, never
+    if it rolls back, and without a connection of its own (a checkout, its ping and two round trips per
+    group of held posts). False on SQLite, whose wake file can only be touched after the commit: the
+    caller calls ``notify_outgoing`` then."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    session.connection().execute(NOTIFY, {"channel": CHANNEL, "by": by})
+    return True
 
 
 class Listener:
