@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.outgoing.decorate import decorate
 from listserv.outgoing.delivery import UNPIPELINED_WIDTH
-from listserv.outgoing.smtp_steps import pipelined_sendmail
+from listserv.outgoing.smtp_steps import pipelined_sendmail, wire_form
 from listserv.store.claims import STALE_CLAIM, claimant
 from listserv.store.db import make_engine, utc_now
 from listserv.store.models import (
@@ -349,6 +349,12 @@ def test_a_refused_recipient_scores_a_bounce_and_a_suspended_one_gets_nothing(
     approve_one(live, sink, "Second")
     wait_for(lambda: sink.recipients().count("ana@example.org") == 2, what="the second post")
     assert "ben@example.org" not in sink.recipients()
+
+
+def test_wire_form_stuffs_every_line_that_starts_with_a_dot() -> None:
+    """The first line too (no line break before it), and nothing else: a dot inside a line stays."""
+    assert wire_form(b".a\r\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
+    assert wire_form(b"a\r\nb.c\r\n") == b"a\r\nb.c\r\n.\r\n"
 
 
 def test_pipelined_transactions_report_like_sendmail(sink: Sink) -> None:

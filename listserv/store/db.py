@@ -74,12 +74,15 @@ def _begin_sqlite(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN" if options.get("sqlite_deferred", False) else "BEGIN IMMEDIATE")
 
 
+RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
 def relax_commit(session: Any) -> None:
     """PostgreSQL's counterpart of ``sqlite_synchronous="NORMAL"`` for this transaction: its commit does
     not wait for the disk (a power loss or a crash of the database server may undo it, a crash of the
     process cannot; ``claims.py`` finds the rows such an undo leaves claimed)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        session.connection().execute(RELAXED_COMMIT)  # not the ORM's execute: nothing to flush or load
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
