@@ -39,7 +39,7 @@ from listserv.config import Settings
 from listserv.outgoing.personal import MemberTokens, verp
 from listserv.outgoing.smtp_steps import Personal, Refused
 from listserv.outgoing.transport import Outcome, PermanentFailure, TransientFailure, Transport, backoff
-from listserv.store.claims import LostClaims, mark_sent
+from listserv.store.claims import LostClaims, mark_claimed, mark_given_back, mark_sent
 from listserv.store.db import relax_commit
 from listserv.store.directory import email_key
 from listserv.store.models import ArchivedPost, Delivery, ListRow, Member, SentDigest
@@ -54,6 +54,8 @@ ROUNDS_PER_CONNECTION = 4  # rows claimed per round, per connection
 # wait (a body cannot leave before the 354 of its DATA): their company is ``transport.LOCKSTEP_CONNECTIONS``.
 UNPIPELINED_WIDTH = 4
 RECORD_SENT = mark_sent(Delivery)
+CLAIM = mark_claimed(Delivery)
+GIVE_BACK = mark_given_back(Delivery)
 
 
 @dataclass(frozen=True)
@@ -190,13 +192,9 @@ class Deliverer:
                 raise
 
     def _give_back(self, row_ids: list[int]) -> None:
-        with Session(self._results) as session, session.begin():
-            relax_commit(session)
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(row_ids), Delivery.state == "sending")
-                .values(state="queued")
-            )
+        with self._results.begin() as connection:
+            relax_commit(connection)
+            connection.execute(GIVE_BACK, {"ids": row_ids})
 
     def _claim(self, limit: int) -> Claim:
         now = self._clock()
@@ -213,11 +211,8 @@ class Deliverer:
             if not rows:  # the usual answer to a wake-up while posts are only being held: nothing more
                 return Claim([], {}, {})
             relax_commit(session)
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_([r.id for r in rows]))
-                .values(state="sending", claimed_by=self._lost.holder, next_attempt_at=now)  # claims.py
-            )
+            claimed = {"ids": [r.id for r in rows], "holder": self._lost.holder, "now": now}
+            session.connection().execute(CLAIM, claimed)
             posts = {row.post_id for row in rows if row.post_id is not None}
             digests = {row.digest_id for row in rows if row.digest_id is not None}
             copies = {
@@ -277,6 +272,11 @@ class Deliverer:
         give_up = timedelta(hours=self._settings.delivery.give_up_after_hours)
         # The usual result — every recipient accepted — is one UPDATE for all such rows, not one each.
         accepted = [attempt.row.id for attempt in attempts if attempt.refused == {}]
+        if len(accepted) == len(attempts):  # the usual record: no Session (~0.1 ms a record less)
+            with self._results.begin() as connection:
+                relax_commit(connection)
+                connection.execute(RECORD_SENT, {"ids": accepted, "now": now})
+            return
         with Session(self._results) as session, session.begin():
             relax_commit(session)
             if accepted:

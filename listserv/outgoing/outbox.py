@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from listserv.background import Background
 from listserv.config import DeliveryConfig
 from listserv.outgoing.transport import PermanentFailure, TransientFailure, Transport, backoff
-from listserv.store.claims import LostClaims, mark_sent
+from listserv.store.claims import LostClaims, mark_claimed, mark_given_back, mark_sent
 from listserv.store.db import relax_commit
 from listserv.store.models import Outbox
 from listserv.store.wakeup import OUTBOX, note_queued
@@ -40,6 +40,8 @@ IDLE_SWEEP_SECONDS = 30.0
 INSERT_OUTBOX = insert(Outbox.__table__)  # built once: its values are the execution's parameters
 FORGET_WHEN_SENT = frozenset({"member_erasure_done"})
 RECORD_SENT = mark_sent(Outbox)
+CLAIM = mark_claimed(Outbox)
+GIVE_BACK = mark_given_back(Outbox)
 
 
 def enqueue(
@@ -132,13 +134,9 @@ class OutboxSender:
                     record(session)
             self._waiting, self._sent = [], []
         if self._untried:
-            with Session(self._engine) as session, session.begin():
-                relax_commit(session)
-                session.execute(
-                    update(Outbox)
-                    .where(Outbox.id.in_(self._untried), Outbox.state == "sending")
-                    .values(state="queued")
-                )
+            with self._engine.begin() as connection:
+                relax_commit(connection)
+                connection.execute(GIVE_BACK, {"ids": self._untried})
             self._untried = []
 
     def _claim(self) -> list[Outbox]:
@@ -153,12 +151,8 @@ class OutboxSender:
             ).all()
             if rows:  # one UPDATE for the batch, not one per row at the flush
                 relax_commit(session)
-                session.execute(
-                    update(Outbox)
-                    .where(Outbox.id.in_([row.id for row in rows]))
-                    .values(state="sending", claimed_by=self._lost.holder, next_attempt_at=now)  # claims.py
-                    .execution_options(synchronize_session=False)
-                )
+                claimed = {"ids": [row.id for row in rows], "holder": self._lost.holder, "now": now}
+                session.connection().execute(CLAIM, claimed)
             return list(rows)
 
     def _send_one(self, row: Outbox) -> None:

@@ -62,6 +62,29 @@ def mark_sent(model: Any) -> Update:
     )
 
 
+def mark_claimed(model: Any) -> Update:
+    """The statement claiming rows ``ids`` of ``model`` for ``holder`` at ``now`` (see the module). Built
+    once per table: the ORM's bulk UPDATE with an IN list of literal ids was built, keyed and compiled
+    for every claim, and then walked the session's objects to set the values (most of a claim's time,
+    fanout.py (c)). The loaded rows keep the values they were read with; only the database is told."""
+    table = model.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)))
+        .values(state="sending", claimed_by=bindparam("holder"), next_attempt_at=bindparam("now"))
+    )
+
+
+def mark_given_back(model: Any) -> Update:
+    """The statement putting claimed rows ``ids`` of ``model`` that were not tried back in the queue."""
+    table = model.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)), table.c.state == "sending")
+        .values(state="queued")
+    )
+
+
 @dataclass
 class LostClaims:
     """Gives back the rows of ``table`` that nobody will finish (see the module), at start and then at

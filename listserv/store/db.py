@@ -77,12 +77,13 @@ def _begin_sqlite(connection: Connection) -> None:
 RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
-def relax_commit(session: Any) -> None:
-    """PostgreSQL's counterpart of ``sqlite_synchronous="NORMAL"`` for this transaction: its commit does
-    not wait for the disk (a power loss or a crash of the database server may undo it, a crash of the
-    process cannot; ``claims.py`` finds the rows such an undo leaves claimed)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(RELAXED_COMMIT)  # not the ORM's execute: nothing to flush or load
+def relax_commit(transaction: Session | Connection) -> None:
+    """PostgreSQL's counterpart of ``sqlite_synchronous="NORMAL"`` for this transaction (a Session's or a
+    Connection's): its commit does not wait for the disk (a power loss or a crash of the database server
+    may undo it, a crash of the process cannot; ``claims.py`` finds the rows such an undo leaves claimed)."""
+    connection = transaction if isinstance(transaction, Connection) else transaction.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(RELAXED_COMMIT)  # not the ORM's execute: nothing to flush or load
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
