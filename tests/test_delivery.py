@@ -354,6 +354,7 @@ def test_a_refused_recipient_scores_a_bounce_and_a_suspended_one_gets_nothing(
 def test_wire_form_stuffs_every_line_that_starts_with_a_dot() -> None:
     """The first line too (no line break before it), and nothing else: a dot inside a line stays."""
     assert wire_form(b".a\r\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
+    assert wire_form(b".a\r\nb\r\n") == b"..a\r\nb\r\n.\r\n"  # the first line alone
     assert wire_form(b"a\r\nb.c\r\n") == b"a\r\nb.c\r\n.\r\n"
 
 
