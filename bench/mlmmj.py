@@ -22,19 +22,49 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
 PR_SET_CHILD_SUBREAPER = 36
+LINE_END = re.compile(rb"\r?\n")
 LIST = "bench"
 DOMAIN = "bench.example.org"
+
+
+@dataclass(frozen=True)
+class Decoration:
+    """What a list adds to each copy: header lines, the subject's prefix, a footer."""
+
+    headers: list[str]
+    prefix: str
+    footer: str
+
+    @classmethod
+    def added(cls, original: bytes, copy: bytes) -> Decoration:
+        """What turned ``original`` into ``copy``: the header lines whose names ``original`` lacks, the
+        subject's new prefix, the body's new tail."""
+        head, _, body = original.partition(b"\r\n\r\n")
+        copy_head, _, copy_body = LINE_END.sub(b"\r\n", copy).partition(b"\r\n\r\n")
+        before, after = header_lines(head), header_lines(copy_head)
+        headers = [line for name, line in after.items() if name not in before]
+        prefix = after["subject"].removesuffix(before["subject"].partition(":")[2]).partition(":")[2]
+        footer = copy_body[len(body) :] if copy_body.startswith(body) else b""
+        return cls(headers, prefix.strip(), footer.decode().replace("\r\n", "\n"))
+
+
+def header_lines(head: bytes) -> dict[str, str]:
+    """Each header's name (lower case) → its whole line, folded lines unfolded."""
+    lines = re.sub(r"\r\n[ \t]", " ", head.decode()).split("\r\n")
+    return {line.partition(":")[0].lower(): line for line in lines}
 
 
 def obtain_mlmmj(cache: Path) -> Path | str:
@@ -58,8 +88,11 @@ def obtain_mlmmj(cache: Path) -> Path | str:
     return binaries
 
 
-def make_list(listdir: Path, members: list[str], sink_port: int) -> None:
-    """A list directory as ``mlmmj-make-ml`` lays it out; subscribers by first letter, as mlmmj-sub does."""
+def make_list(
+    listdir: Path, members: list[str], sink_port: int, decoration: Decoration | None = None
+) -> None:
+    """A list directory as ``mlmmj-make-ml`` lays it out; subscribers by first letter, as mlmmj-sub does.
+    ``decoration``: what mlmmj adds to each copy (``control/customheaders``, ``prefix``, ``footer``)."""
     for sub in (
         "incoming",
         "queue/discarded",
@@ -82,6 +115,10 @@ def make_list(listdir: Path, members: list[str], sink_port: int) -> None:
     (control / "relayhost").write_text("127.0.0.1\n")
     (control / "smtpport").write_text(f"{sink_port}\n")
     (control / "verp").write_text("")  # empty: 100 recipients a transaction, no VERP (TUNABLES)
+    if decoration is not None:
+        (control / "customheaders").write_text("".join(f"{line}\n" for line in decoration.headers))
+        (control / "prefix").write_text(f"{decoration.prefix}\n")
+        (control / "footer").write_text(decoration.footer)
     by_letter: dict[str, list[str]] = {}
     for address in members:
         by_letter.setdefault(address[0], []).append(address)

@@ -62,7 +62,7 @@ GIVE_BACK = mark_given_back(Delivery)
 class Claim:
     rows: list[Delivery]
     copies: dict[tuple[str, int], bytes]  # what each row sends, by _source
-    tokens: dict[tuple[str, str], str]  # (list, address lowercased) → token, for personal rows
+    tokens: dict[tuple[str, str], str]  # (list, recipient as the row has it) → token, for personal rows
 
 
 @dataclass(frozen=True)
@@ -237,26 +237,30 @@ class Deliverer:
             return {}
         lists = session.execute(select(ListRow.name, ListRow.id))
         list_ids: dict[str, int] = {name: id_ for name, id_ in lists}
-        keys = sorted({email_key(rcpt) for row in rows for rcpt in row.recipients})
+        key_of = {rcpt: email_key(rcpt) for row in rows for rcpt in row.recipients}
+        keys = sorted(set(key_of.values()))
         member_ids: dict[str, int] = {}
         for start in range(0, len(keys), 5000):  # under every database's limit of bound parameters
             chunk = keys[start : start + 5000]
             found = session.execute(select(Member.email_key, Member.id).where(Member.email_key.in_(chunk)))
             member_ids.update((key, id_) for key, id_ in found)
         return {
-            (row.list_name, key): self._tokens.make(member_ids.get(key, 0), list_ids.get(row.list_name, 0))
+            (row.list_name, rcpt): self._tokens.make(
+                member_ids.get(key_of[rcpt], 0), list_ids.get(row.list_name, 0)
+            )
             for row in rows
-            for key in map(email_key, row.recipients)
+            for rcpt in row.recipients
         }
 
     def _attempt(self, row: Delivery, claim: Claim) -> Attempt:
         raw = claim.copies[_source(row)]
         try:
             if row.personal:
+                tokens = claim.tokens
                 copies = [
                     Personal(rcpt, verp(row.mail_from, token), token)
                     for rcpt in row.recipients
-                    for token in (claim.tokens[(row.list_name, email_key(rcpt))],)
+                    for token in (tokens[(row.list_name, rcpt)],)
                 ]
                 refused = self._transport.send_personal(raw, copies)
                 if len(refused) == len(copies) and all(code < 500 for code, _ in refused.values()):

@@ -130,8 +130,10 @@ class Publisher:
         digest). One who has since joined the list is served as a member."""
         if post.thread_id is None:
             return []
-        known = {address.lower() for address in members}
         guests = thread_guests(session, post.list_name, post.thread_id, now)
+        if not guests:  # the usual case: no need to fold a large list's every address
+            return []
+        known = {address.lower() for address in members}
         return [address for address in guests if address.lower() not in known]
 
     def plan(self, session: Session, post: ArchivedPost, mailing_list: MailingList, now: datetime) -> int:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 import smtplib
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, NamedTuple, TypeVar, cast
 
 Refused = dict[str, tuple[int, bytes]]
 MAX_LINE = 8192  # of a reply line, as smtplib allows
@@ -124,9 +123,8 @@ def pipelined_sendmail(client: smtplib.SMTP, mail_from: str, recipients: list[st
     return refused
 
 
-@dataclass(frozen=True)
-class Personal:
-    """One recipient's transaction of a personal row."""
+class Personal(NamedTuple):
+    """One recipient's transaction of a personal row (a tuple: 200,000 are made for 200 posts)."""
 
     rcpt: str
     mail_from: str  # the VERP envelope
