@@ -25,10 +25,10 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import yaml
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -126,8 +126,15 @@ def machine_busy_seconds() -> float:
     return sum(int(value) for value in (user, nice, system, irq, softirq, steal)) / CLOCK_TICKS
 
 
+class Counters:
+    """A frozen dataclass of counters: ``after - before`` is what happened between, field by field."""
+
+    def __sub__(self, other: Self) -> Self:
+        return type(self)(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+
 @dataclass(frozen=True)
-class Cpu:
+class Cpu(Counters):
     """CPU-seconds used by the server, by the client processes and by the whole machine; wall seconds."""
 
     server: float = 0.0
@@ -139,14 +146,6 @@ class Cpu:
     def now(cls, server_pid: int, client_pids: list[int]) -> Cpu:
         clients = sum(cpu_seconds(pid) for pid in client_pids)
         return cls(cpu_seconds(server_pid), clients, machine_busy_seconds(), time.perf_counter())
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(
-            self.server - other.server,
-            self.clients - other.clients,
-            self.machine - other.machine,
-            self.wall - other.wall,
-        )
 
 
 # --- server processes --------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ import yaml
 from common import (
     DOMAIN,
     ROOT,
+    Counters,
     Cpu,
     Sent,
     ServerRun,
@@ -414,21 +415,13 @@ def measure_personal_ceiling(sink: Sink, members: int, posts: int) -> PersonalCe
 
 
 @dataclass(frozen=True)
-class Tally:
+class Tally(Counters):
     """Delivery rows of posts: how many, how many not yet sent or failed; recipients sent and failed."""
 
     rows: int = 0
     pending: int = 0
     sent: int = 0
     failed: int = 0
-
-    def __sub__(self, other: Tally) -> Tally:
-        return Tally(
-            self.rows - other.rows,
-            self.pending - other.pending,
-            self.sent - other.sent,
-            self.failed - other.failed,
-        )
 
 
 class DeliveryTable:
